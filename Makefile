@@ -1,0 +1,31 @@
+# The two commands a user needs: `make demo` (the main job) and `make test` (every test). Both run `make setup` first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help setup setup-python setup-tools demo test test-python test-chart test-cluster lint bench clean
+
+help:
+	@echo "make demo   - set up, start a local MLflow server, train YOLOv5 on a synthetic dataset, print the run"
+	@echo "make test   - set up, then run every test (pytest, hadolint, chart and cluster tests)"
+	@echo "make setup  - install everything into .venv/ and .tools/ (idempotent)"
+	@echo "make bench  - run the benchmarks under bench/ and write bench/RESULTS.md"
+
+setup: setup-python setup-tools
+
+setup-python:
+	@bash ci/setup-python.sh
+
+setup-tools:
+	@bash ci/install-tools.sh
+
+demo: setup-python
+	@bash ci/demo.sh $(DEMO_ARGS)
+
+test: setup
+	@bash ci/test.sh
+
+bench: setup
+	@bash bench/run.sh
+
+clean:
+	rm -rf .work runs

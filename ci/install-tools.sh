@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds the Go tools pinned in ci/versions.env into .tools/bin (each script skips what is already built).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for s in ci/install-helm-tools.sh ci/install-cluster-tools.sh; do
+  [ -f "$s" ] && bash "$s"
+done
+exit 0

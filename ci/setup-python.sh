@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Creates .venv/ with the trainer package (editable) and all extras; a no-op when pyproject.toml is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source ci/versions.env
+stamp=".venv/.installed-$(cat pyproject.toml ci/versions.env | sha256sum | cut -c1-16)"
+[ -f "$stamp" ] && exit 0
+
+# System libraries: libGL/glib for opencv (a yolov5 dependency), PostgreSQL for the integration tests.
+missing=()
+ldconfig -p | grep -q 'libGL.so.1 ' || missing+=(libgl1)
+ldconfig -p | grep -q 'libglib-2.0.so.0 ' || missing+=(libglib2.0-0)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v unshare >/dev/null || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing system packages: ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check "uv==${UV_VERSION}"
+.venv/bin/uv pip install --python .venv/bin/python -e '.[train,server,dev]'
+rm -f .venv/.installed-*
+touch "$stamp"
