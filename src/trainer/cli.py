@@ -1,0 +1,78 @@
+"""`trainer train` and `trainer make-dataset`: the command line of the training image."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from trainer import config as cfg
+
+EXIT_USAGE = 2  # bad flags or environment values
+EXIT_TRACKING = 3  # the tracking server never answered
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trainer", description="YOLOv5 training tracked in MLflow")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train YOLOv5 and record the run in MLflow")
+    cfg.add_train_arguments(train)
+    data = sub.add_parser("make-dataset", help="write a small synthetic YOLO dataset (DIR/data.yaml)")
+    data.add_argument("dir", type=Path)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--train", type=int, default=32, help="training images")
+    data.add_argument("--val", type=int, default=8, help="validation images")
+    data.add_argument("--imgsz", type=int, default=128, help="image size in pixels")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="trainer: %(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("urllib3", "mlflow", "botocore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    if args.command == "make-dataset":
+        return _make_dataset(args)
+    return _train(args)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"trainer: error: {message}", file=sys.stderr)
+    return code
+
+
+def _make_dataset(args: argparse.Namespace) -> int:
+    from trainer.dataset import make_dataset
+
+    try:
+        data_yaml = make_dataset(args.dir, seed=args.seed, train=args.train, val=args.val, imgsz=args.imgsz)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    print(data_yaml)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer import runner, tracking
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        config = cfg.resolve(args, os.environ)
+    except cfg.ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    try:
+        outcome = runner.run(config, os.environ, sys.stdout.buffer)
+    except tracking.TrackingUnavailable as exc:
+        return _fail(str(exc), EXIT_TRACKING)
+    mean_ap = outcome.metrics.get("metrics/mAP_0.5")
+    summary = f"run {outcome.run_id} {outcome.status}"
+    if mean_ap is not None:
+        summary += f" mAP@0.5={mean_ap:.4f} mAP@0.5:0.95={outcome.metrics.get('metrics/mAP_0.5_0.95', 0.0):.4f}"
+    print(f"trainer: {summary}", file=sys.stderr)
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Runs one tracked training: MLflow run around a YOLOv5 child process, live metrics, artifacts, status."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Mapping
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from trainer import tracking
+from trainer.config import TrainConfig, dataset_label
+from trainer.reporting import ResultsWatcher
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5  # how often results.csv is checked: bounds the metric latency
+STOP_GRACE_SECONDS = 20  # time YOLOv5 gets to exit on SIGTERM before it is killed
+FINISH_SECONDS_MIN = 60  # minimum time spent retrying the final uploads while the server is away
+
+# Environment variables (set by the chart through the downward API) that become run tags.
+ENV_TAGS = {
+    "TRAINER_IMAGE": "image",
+    "TRAINER_GIT_COMMIT": "mlflow.source.git.commit",
+    "KUBERNETES_NAMESPACE": "k8s.namespace",
+    "KUBERNETES_JOB_NAME": "k8s.job",
+    "KUBERNETES_POD_NAME": "k8s.pod",
+    "KUBERNETES_NODE_NAME": "k8s.node",
+}
+
+
+@dataclass
+class Outcome:
+    status: str  # FINISHED, FAILED or KILLED
+    exit_code: int
+    run_id: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Tee:
+    """Writes the child's output to our stdout (kubectl logs) and to the log file that is uploaded."""
+
+    def __init__(self, path: Path, console: BinaryIO) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("ab")
+        self._console = console
+        self._lock = threading.Lock()
+
+    def write(self, chunk: bytes, console: bool = True) -> None:
+        with self._lock:
+            for out in (self._console, self._file) if console else (self._file,):
+                out.write(chunk)
+                out.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _LogFileHandler(logging.Handler):
+    """Copies the trainer's own log lines into the log file (the console already has them on stderr)."""
+
+    def __init__(self, tee: Tee) -> None:
+        super().__init__()
+        self._tee = tee
+        self.setFormatter(logging.Formatter("trainer: %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._tee.write((self.format(record) + "\n").encode(), console=False)
+
+
+def resolve_device(device: str) -> tuple[str, bool]:
+    """Returns (YOLOv5 --device value, whether CUDA is usable); 'auto' means CUDA when present."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    if device == "auto":
+        return ("0" if gpu else "cpu"), gpu
+    return device, gpu
+
+
+def yolov5_root() -> Path:
+    spec = importlib.util.find_spec("yolov5")  # without importing it: that takes seconds
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the yolov5 package is not installed (pip install 'mlflow-stack-trainer[train]')")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _local(value: str) -> str:
+    """Existing files go to YOLOv5 as absolute paths: a bare name would be looked up online."""
+    return str(Path(value).absolute()) if value and Path(value).is_file() else value
+
+
+def yolo_args(config: TrainConfig, device: str, hyp: Path) -> list[str]:
+    return [
+        "--data", _local(config.data), "--weights", _local(config.weights), "--cfg", _local(config.cfg),
+        "--hyp", str(hyp), "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
+        "--imgsz", str(config.imgsz), "--device", device, "--workers", str(config.workers),
+        "--optimizer", config.optimizer, "--patience", str(config.patience), "--seed", str(config.seed),
+        "--project", str(config.save_dir.parent), "--name", config.name, "--exist-ok",
+        *config.extra_args,
+    ]  # fmt: skip
+
+
+def run_params(config: TrainConfig, device: str, hyp: Path) -> dict[str, object]:
+    params: dict[str, object] = {
+        "epochs": config.epochs, "batch_size": config.batch_size, "imgsz": config.imgsz, "data": config.data,
+        "weights": config.weights, "cfg": config.cfg, "hyp": hyp.name, "device": device,
+        "workers": config.workers, "optimizer": config.optimizer, "patience": config.patience,
+        "seed": config.seed, "extra_args": " ".join(config.extra_args),
+    }  # fmt: skip
+    hyperparameters = yaml.safe_load(hyp.read_text()) or {}
+    params.update({f"hyp/{k}": v for k, v in hyperparameters.items()})
+    return params
+
+
+def run_tags(config: TrainConfig, device: str, gpu: bool, env: Mapping[str, str]) -> dict[str, str]:
+    tags = {
+        "project": "mlflow-stack",
+        "dataset": config.data,
+        "weights": config.weights or "none (from scratch)",
+        "device": "cpu" if device == "cpu" else f"cuda:{device}",
+        "gpu_available": str(gpu).lower(),
+        "mlflow.source.name": "trainer",
+        "mlflow.source.type": "JOB",
+    }
+    tags.update({tag: env[var] for var, tag in ENV_TAGS.items() if env.get(var)})
+    tags.update(config.tag)  # the user's --tag wins
+    return tags
+
+
+class _Signals:
+    """Turns SIGTERM/SIGINT into a stop request that the main loop acts on."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "_Signals":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is None:
+            log.warning("received %s: stopping training, uploading what exists", signal.Signals(signum).name)
+            self.received = signum
+
+
+def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outcome:
+    """One tracked training. Raises TrackingUnavailable before a run exists; never leaves a run RUNNING."""
+    hyp = Path(config.hyp).absolute() if config.hyp else yolov5_root() / "data" / "hyps" / "hyp.scratch-low.yaml"
+    tracking.wait_for_server(config.mlflow_uri, config.wait_timeout)
+    device, gpu = resolve_device(config.device)
+    client = MlflowClient(config.mlflow_uri)
+    experiment_id = tracking.get_or_create_experiment(client, config.experiment)
+    run_id = client.create_run(experiment_id, run_name=config.run_name, tags=run_tags(config, device, gpu, env)).info.run_id
+
+    log_file = config.save_dir.parent / "logs" / config.name / "train.log"
+    tee = Tee(log_file, console)
+    handler = _LogFileHandler(tee)
+    logging.getLogger("trainer").addHandler(handler)
+    outcome = Outcome("FAILED", 1, run_id)
+    monitor = _system_metrics(run_id, config) if config.system_metrics else None
+    watcher = ResultsWatcher(config.save_dir / "results.csv", client, run_id)
+    try:
+        with _Signals() as signals:
+            log.info("MLflow run %s (%s) in experiment %r at %s", run_id, config.run_name, config.experiment, config.mlflow_uri)
+            tracking.log_params(client, run_id, run_params(config, device, hyp))
+            client.log_inputs(run_id, datasets=[tracking.dataset_input(config.data, dataset_label(config.data))])
+            returncode = _train(yolo_args(config, device, hyp), tee, watcher, signals)
+            if signals.received is not None:
+                outcome = Outcome("KILLED", 128 + signals.received, run_id)
+            elif returncode == 0:
+                outcome = Outcome("FINISHED", 0, run_id)
+            else:
+                log.error("YOLOv5 training exited with code %s", returncode)
+            _finish(client, config, outcome, watcher, log_file)
+    except Exception as exc:  # our own failure: still end the run and keep what exists
+        log.exception("training wrapper failed: %s", exc)
+        outcome = Outcome("FAILED", 1, run_id)
+        _finish(client, config, outcome, watcher, log_file)
+    finally:
+        if monitor is not None:
+            monitor.finish()
+        logging.getLogger("trainer").removeHandler(handler)
+        tee.close()
+    if watcher.rows:
+        outcome.metrics = dict(watcher.rows[-1].values)
+    return outcome
+
+
+def _train(args: list[str], tee: Tee, watcher: ResultsWatcher, signals: _Signals) -> int:
+    """Runs YOLOv5 in a child process group, streaming its output and logging each epoch as it lands."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    child = subprocess.Popen(
+        [sys.executable, "-m", "trainer.yolo_entry", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    pump = threading.Thread(target=_pump, args=(child.stdout, tee), daemon=True)
+    pump.start()
+    stop_sent: float | None = None
+    while child.poll() is None:
+        watcher.poll()
+        if signals.received is not None:
+            if stop_sent is None:
+                os.killpg(child.pid, signal.SIGTERM)
+                stop_sent = time.monotonic()
+            elif time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
+                os.killpg(child.pid, signal.SIGKILL)
+        time.sleep(POLL_SECONDS)
+    pump.join(timeout=10)
+    watcher.poll()
+    return child.returncode
+
+
+def _pump(stream: BinaryIO, tee: Tee) -> None:
+    while chunk := os.read(stream.fileno(), 65536):
+        tee.write(chunk)
+
+
+def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher, log_file: Path) -> None:
+    """Final metrics, artifacts, optional registration, then the run's end status, riding out server restarts."""
+    deadline = time.monotonic() + max(config.wait_timeout, FINISH_SECONDS_MIN)
+    watcher.queue(watcher.summary_metrics())
+    if not watcher.flush_until(deadline):
+        log.error("some metric values could not be logged: the tracking server did not come back")
+    log.info("run ends %s; uploading artifacts", outcome.status)
+    try:
+        tracking.upload_artifacts(client, outcome.run_id, log_file, config.save_dir, deadline)
+        best = config.save_dir / "weights" / "best.pt"
+        if outcome.status == "FINISHED" and config.register_model and best.exists():
+            version = tracking.retry(
+                "registering the model",
+                lambda: tracking.register_model(client, outcome.run_id, config.register_model, config.model_alias),
+                deadline,
+            )
+            client.set_tag(outcome.run_id, "registered_model", f"{config.register_model}/{version}")
+            log.info("registered %s version %s%s", config.register_model, version,
+                     f" as @{config.model_alias}" if config.model_alias else "")  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the status below must still be set
+        log.error("could not upload artifacts or register the model: %s", str(exc).splitlines()[0][:300])
+        if outcome.status == "FINISHED":
+            outcome.status, outcome.exit_code = "FAILED", 1
+    # The log upload above misses these last lines; the status is what the UI shows first.
+    tracking.retry("ending the run", lambda: client.set_terminated(outcome.run_id, outcome.status), deadline + 30)
+
+
+def _system_metrics(run_id: str, config: TrainConfig) -> object | None:
+    """CPU/GPU/memory metrics every 10 s (psutil; GPUs with nvidia-ml-py), as MLflow's system/* metrics."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, tracking_uri=config.mlflow_uri)
+        monitor.start()
+        return monitor
+    except Exception as exc:  # noqa: BLE001 - optional: missing psutil must not stop training
+        log.info("system metrics off: %s", exc)
+        return None

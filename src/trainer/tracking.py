@@ -1,0 +1,127 @@
+"""The MLflow side of a run: waiting for the server, creating the run, inputs, artifacts, model registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import yaml
+from mlflow.entities import Dataset, DatasetInput, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server did not answer in time."""
+
+
+def wait_for_server(uri: str, timeout: float, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Polls <uri>/health with doubling back-off (1 s .. 10 s) until it answers 200 or timeout passes."""
+    if not uri.startswith(("http://", "https://")):
+        return  # file or database URIs have no server to wait for
+    url = uri.rstrip("/") + "/health"
+    deadline = time.monotonic() + timeout
+    delay = 1.0
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(getattr(exc, "reason", exc))
+        if time.monotonic() + delay > deadline:
+            raise TrackingUnavailable(f"MLflow tracking server {uri} did not answer within {timeout:g} s ({last})")
+        log.info("waiting for MLflow at %s (%s); retrying in %.0f s", uri, last, delay)
+        sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+def retry(what: str, action: Callable[[], T], deadline: float, interval: float = 2.0) -> T:
+    """Runs action until it succeeds or the deadline passes (then re-raises): rides out server restarts."""
+    while True:
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001 - any failure of the remote call is worth a retry
+            if time.monotonic() + interval > deadline:
+                raise
+            log.warning("%s failed (%s); retrying in %.0f s", what, str(exc).splitlines()[0][:200], interval)
+            time.sleep(interval)
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name)
+    except MlflowException:  # another job created it between our two calls
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
+    items = [Param(k, str(v)) for k, v in params.items()]
+    for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+        client.log_batch(run_id, params=items[start : start + 100])
+
+
+def dataset_input(data: str, label: str) -> DatasetInput:
+    """Describes the dataset as an MLflow input: name, where it came from, and a digest of its contents."""
+    path = Path(data)
+    digest = hashlib.sha256()
+    profile: dict[str, object] = {}
+    if path.is_file():
+        text = path.read_text()
+        digest.update(text.encode())
+        spec = yaml.safe_load(text) or {}
+        root = Path(spec.get("path") or path.parent)
+        if not root.is_absolute():
+            root = path.parent / root
+        for split in ("train", "val", "test"):
+            if isinstance(spec.get(split), str) and (root / spec[split]).is_dir():
+                files = sorted(p for p in (root / spec[split]).rglob("*") if p.is_file())
+                profile[f"{split}_images"] = len(files)
+                for file in files:
+                    digest.update(f"{file.relative_to(root)}:{file.stat().st_size}\n".encode())
+        profile["classes"] = spec.get("nc")
+        source, source_type = str(path.absolute()), "local"
+    else:
+        digest.update(data.encode())
+        source, source_type = data, "yolov5"  # a name YOLOv5 resolves itself (e.g. coco128.yaml)
+    dataset = Dataset(label, digest.hexdigest()[:16], source_type, json.dumps({"uri": source}), profile=json.dumps(profile))
+    return DatasetInput(dataset)
+
+
+def upload_artifacts(client: MlflowClient, run_id: str, log_file: Path, save_dir: Path, deadline: float) -> None:
+    """The log under logs/ and the YOLOv5 run folder under training-output/ (whatever exists by now)."""
+    if log_file.exists():
+        retry("uploading the training log", lambda: client.log_artifact(run_id, str(log_file), "logs"), deadline)
+    if save_dir.is_dir():
+        retry("uploading training output", lambda: client.log_artifacts(run_id, str(save_dir), "training-output"), deadline)
+
+
+def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> str:
+    """Registers the run's weights folder (best.pt, last.pt) as a new model version; returns the version."""
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(name, f"runs:/{run_id}/training-output/weights", run_id=run_id)
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
