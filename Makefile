@@ -19,7 +19,7 @@ setup-tools:
 	@bash ci/install-tools.sh
 
 demo: setup-python
-	@bash ci/demo.sh $(DEMO_ARGS)
+	@KEEP_SERVER=$(KEEP_SERVER) bash ci/demo.sh
 
 test: setup
 	@bash ci/test.sh

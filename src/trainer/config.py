@@ -123,13 +123,17 @@ class TrainConfig:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Declares every option; defaults are resolved later so env errors can name the variable."""
     for opt in OPTIONS:
-        kwargs: dict[str, Any] = {"dest": opt.dest, "default": None, "help": f"{opt.help} [env {opt.env_name}]"}
+        kwargs: dict[str, Any] = {"dest": opt.dest, "default": None, "help": f"{opt.help} [env {opt.env_name}; default {_show(opt.default)}]"}
         if opt.dest == "tag":
             kwargs.update(action="append", metavar="KEY=VALUE")
         else:
             kwargs["metavar"] = opt.dest.upper()
         parser.add_argument(opt.flag, **kwargs)
     parser.add_argument("yolo_args", nargs="*", help="anything after -- goes to YOLOv5 train.py unchanged")
+
+
+def _show(default: Any) -> str:
+    return repr(default) if default in ("", [], {}) else str(default)
 
 
 def _convert(opt: Option, raw: str, source: str) -> Any:
