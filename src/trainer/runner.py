@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -12,14 +13,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Mapping
 
 import yaml
-from mlflow.tracking import MlflowClient
 
-from trainer import tracking
 from trainer.config import TrainConfig, dataset_label
-from trainer.reporting import ResultsWatcher
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from trainer.reporting import ResultsWatcher
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +80,6 @@ class _LogFileHandler(logging.Handler):
         self._tee.write((self.format(record) + "\n").encode(), console=False)
 
 
-def resolve_device(device: str) -> tuple[str, bool]:
-    """Returns (YOLOv5 --device value, whether CUDA is usable); 'auto' means CUDA when present."""
-    import torch
-
-    gpu = torch.cuda.is_available()
-    if device == "auto":
-        return ("0" if gpu else "cpu"), gpu
-    return device, gpu
-
-
 def yolov5_root() -> Path:
     spec = importlib.util.find_spec("yolov5")  # without importing it: that takes seconds
     if spec is None or not spec.submodule_search_locations:
@@ -99,11 +92,11 @@ def _local(value: str) -> str:
     return str(Path(value).absolute()) if value and Path(value).is_file() else value
 
 
-def yolo_args(config: TrainConfig, device: str, hyp: Path) -> list[str]:
+def yolo_args(config: TrainConfig, hyp: Path) -> list[str]:
     return [
         "--data", _local(config.data), "--weights", _local(config.weights), "--cfg", _local(config.cfg),
         "--hyp", str(hyp), "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
-        "--imgsz", str(config.imgsz), "--device", device, "--workers", str(config.workers),
+        "--imgsz", str(config.imgsz), "--device", config.device, "--workers", str(config.workers),
         "--optimizer", config.optimizer, "--patience", str(config.patience), "--seed", str(config.seed),
         "--project", str(config.save_dir.parent), "--name", config.name, "--exist-ok",
         *config.extra_args,
@@ -122,13 +115,15 @@ def run_params(config: TrainConfig, device: str, hyp: Path) -> dict[str, object]
     return params
 
 
-def run_tags(config: TrainConfig, device: str, gpu: bool, env: Mapping[str, str]) -> dict[str, str]:
+def device_tags(device: str, gpu: bool) -> dict[str, str]:
+    return {"device": device if device in {"cpu", "auto", "mps"} else f"cuda:{device}", "gpu_available": str(gpu).lower()}
+
+
+def run_tags(config: TrainConfig, env: Mapping[str, str]) -> dict[str, str]:
     tags = {
         "project": "mlflow-stack",
         "dataset": config.data,
         "weights": config.weights or "none (from scratch)",
-        "device": "cpu" if device == "cpu" else f"cuda:{device}",
-        "gpu_available": str(gpu).lower(),
         "mlflow.source.name": "trainer",
         "mlflow.source.type": "JOB",
     }
@@ -162,68 +157,117 @@ class _Signals:
 def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outcome:
     """One tracked training. Raises TrackingUnavailable before a run exists; never leaves a run RUNNING."""
     hyp = Path(config.hyp).absolute() if config.hyp else yolov5_root() / "data" / "hyps" / "hyp.scratch-low.yaml"
-    tracking.wait_for_server(config.mlflow_uri, config.wait_timeout)
-    device, gpu = resolve_device(config.device)
-    client = MlflowClient(config.mlflow_uri)
-    experiment_id = tracking.get_or_create_experiment(client, config.experiment)
-    run_id = client.create_run(experiment_id, run_name=config.run_name, tags=run_tags(config, device, gpu, env)).info.run_id
-
-    log_file = config.save_dir.parent / "logs" / config.name / "train.log"
-    tee = Tee(log_file, console)
+    logs = config.save_dir.parent / "logs" / config.name
+    tee = Tee(logs / "train.log", console)
     handler = _LogFileHandler(tee)
     logging.getLogger("trainer").addHandler(handler)
-    outcome = Outcome("FAILED", 1, run_id)
-    monitor = _system_metrics(run_id, config) if config.system_metrics else None
-    watcher = ResultsWatcher(config.save_dir / "results.csv", client, run_id)
     try:
         with _Signals() as signals:
-            log.info("MLflow run %s (%s) in experiment %r at %s", run_id, config.run_name, config.experiment, config.mlflow_uri)
-            tracking.log_params(client, run_id, run_params(config, device, hyp))
-            client.log_inputs(run_id, datasets=[tracking.dataset_input(config.data, dataset_label(config.data))])
-            returncode = _train(yolo_args(config, device, hyp), tee, watcher, signals)
-            if signals.received is not None:
-                outcome = Outcome("KILLED", 128 + signals.received, run_id)
-            elif returncode == 0:
-                outcome = Outcome("FINISHED", 0, run_id)
-            else:
-                log.error("YOLOv5 training exited with code %s", returncode)
-            _finish(client, config, outcome, watcher, log_file)
+            # YOLOv5 starts first: its imports take seconds, which the MLflow set-up below overlaps.
+            child = Child(yolo_args(config, hyp), tee, logs / "device.json")
+            try:
+                return _tracked(config, env, hyp, child, signals, logs / "train.log")
+            finally:
+                child.stop(force=True)
+    finally:
+        logging.getLogger("trainer").removeHandler(handler)
+        tee.close()
+
+
+def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Child, signals: _Signals,
+             log_file: Path) -> Outcome:  # fmt: skip
+    from mlflow.entities import RunTag  # imported after the child started: mlflow takes a while to import
+    from mlflow.tracking import MlflowClient
+
+    from trainer import tracking
+    from trainer.reporting import ResultsWatcher
+
+    tracking.wait_for_server(config.mlflow_uri, config.wait_timeout)
+    client = MlflowClient(config.mlflow_uri)
+    experiment_id = tracking.get_or_create_experiment(client, config.experiment)
+    run_id = client.create_run(experiment_id, run_name=config.run_name, tags=run_tags(config, env)).info.run_id
+    log.info("MLflow run %s (%s) in experiment %r at %s", run_id, config.run_name, config.experiment, config.mlflow_uri)
+    outcome = Outcome("FAILED", 1, run_id)
+    watcher = ResultsWatcher(config.save_dir / "results.csv", client, run_id)
+    monitor = None
+    try:
+        client.log_inputs(run_id, datasets=[tracking.dataset_input(config.data, dataset_label(config.data))])
+        device, gpu = child.device(signals) or (config.device, False)
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in device_tags(device, gpu).items()])
+        tracking.log_params(client, run_id, run_params(config, device, hyp))
+        child.go()  # params are in: training may start
+        monitor = _system_metrics(run_id, config) if config.system_metrics else None
+        returncode = child.wait(watcher, signals)
+        if signals.received is not None:
+            outcome = Outcome("KILLED", 128 + signals.received, run_id)
+        elif returncode == 0:
+            outcome = Outcome("FINISHED", 0, run_id)
+        else:
+            log.error("YOLOv5 training exited with code %s", returncode)
     except Exception as exc:  # our own failure: still end the run and keep what exists
         log.exception("training wrapper failed: %s", exc)
-        outcome = Outcome("FAILED", 1, run_id)
-        _finish(client, config, outcome, watcher, log_file)
+        child.stop(force=True)
     finally:
         if monitor is not None:
             monitor.finish()
-        logging.getLogger("trainer").removeHandler(handler)
-        tee.close()
+    _finish(client, config, outcome, watcher, log_file)
     if watcher.rows:
         outcome.metrics = dict(watcher.rows[-1].values)
     return outcome
 
 
-def _train(args: list[str], tee: Tee, watcher: ResultsWatcher, signals: _Signals) -> int:
-    """Runs YOLOv5 in a child process group, streaming its output and logging each epoch as it lands."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    child = subprocess.Popen(
-        [sys.executable, "-m", "trainer.yolo_entry", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
-    pump = threading.Thread(target=_pump, args=(child.stdout, tee), daemon=True)
-    pump.start()
-    stop_sent: float | None = None
-    while child.poll() is None:
+class Child:
+    """YOLOv5 in its own process group. It reports the device it chose, then waits for `go` to train."""
+
+    def __init__(self, args: list[str], tee: Tee, handshake: Path) -> None:
+        handshake.unlink(missing_ok=True)
+        self._handshake = handshake
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TRAINER_HANDSHAKE=str(handshake))
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "trainer.yolo_entry", *args], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        self._pump = threading.Thread(target=_pump, args=(self._proc.stdout, tee), daemon=True)
+        self._pump.start()
+
+    def device(self, signals: _Signals) -> tuple[str, bool] | None:
+        """The child's (device, CUDA available) once it has imported torch; None if it stopped first."""
+        while self._proc.poll() is None and signals.received is None:
+            if self._handshake.exists():
+                report = json.loads(self._handshake.read_text())
+                return report["device"], report["gpu"]
+            time.sleep(0.05)
+        return None
+
+    def go(self) -> None:
+        if self._proc.poll() is None and self._proc.stdin is not None:
+            try:
+                self._proc.stdin.write(b"go\n")
+                self._proc.stdin.close()
+            except BrokenPipeError:
+                pass  # it has exited; wait() reports how
+
+    def wait(self, watcher: ResultsWatcher, signals: _Signals) -> int:
+        """Streams until the child exits, logging each epoch as it lands; SIGTERM/SIGINT stop it."""
+        stop_sent: float | None = None
+        while self._proc.poll() is None:
+            watcher.poll()
+            if signals.received is not None:
+                if stop_sent is None:
+                    self.stop()
+                    stop_sent = time.monotonic()
+                elif time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
+                    self.stop(force=True)
+            time.sleep(POLL_SECONDS)
+        self._pump.join(timeout=10)
         watcher.poll()
-        if signals.received is not None:
-            if stop_sent is None:
-                os.killpg(child.pid, signal.SIGTERM)
-                stop_sent = time.monotonic()
-            elif time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
-                os.killpg(child.pid, signal.SIGKILL)
-        time.sleep(POLL_SECONDS)
-    pump.join(timeout=10)
-    watcher.poll()
-    return child.returncode
+        return self._proc.returncode
+
+    def stop(self, force: bool = False) -> None:
+        if self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGKILL if force else signal.SIGTERM)
+            if force:
+                self._proc.wait()
 
 
 def _pump(stream: BinaryIO, tee: Tee) -> None:
@@ -233,6 +277,8 @@ def _pump(stream: BinaryIO, tee: Tee) -> None:
 
 def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher, log_file: Path) -> None:
     """Final metrics, artifacts, optional registration, then the run's end status, riding out server restarts."""
+    from trainer import tracking
+
     deadline = time.monotonic() + max(config.wait_timeout, FINISH_SECONDS_MIN)
     watcher.queue(watcher.summary_metrics())
     if not watcher.flush_until(deadline):

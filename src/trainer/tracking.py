@@ -9,12 +9,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import yaml
-from mlflow.entities import Dataset, DatasetInput, Param
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+
+if TYPE_CHECKING:  # mlflow is imported inside the functions: `trainer` starts YOLOv5 before paying for it
+    from mlflow.entities import DatasetInput
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +62,8 @@ def retry(what: str, action: Callable[[], T], deadline: float, interval: float =
 
 
 def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    from mlflow.exceptions import MlflowException
+
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -74,6 +77,8 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
+    from mlflow.entities import Param
+
     items = [Param(k, str(v)) for k, v in params.items()]
     for start in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
         client.log_batch(run_id, params=items[start : start + 100])
@@ -81,6 +86,8 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> 
 
 def dataset_input(data: str, label: str) -> DatasetInput:
     """Describes the dataset as an MLflow input: name, where it came from, and a digest of its contents."""
+    from mlflow.entities import Dataset, DatasetInput
+
     path = Path(data)
     digest = hashlib.sha256()
     profile: dict[str, object] = {}
@@ -116,6 +123,8 @@ def upload_artifacts(client: MlflowClient, run_id: str, log_file: Path, save_dir
 
 def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> str:
     """Registers the run's weights folder (best.pt, last.pt) as a new model version; returns the version."""
+    from mlflow.exceptions import MlflowException
+
     try:
         client.create_registered_model(name)
     except MlflowException as exc:

@@ -1,11 +1,16 @@
 """The training child process: `python -m trainer.yolo_entry <YOLOv5 train.py flags>`.
 
 Runs in its own process so the parent can stream its output, watch results.csv and stop it on SIGTERM.
+With TRAINER_HANDSHAKE=<file> it writes the device it chose there, then waits for `go` on stdin, so the
+parent can record device and params before training starts while both processes start up in parallel.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+from pathlib import Path
 
 from trainer import offline
 
@@ -13,10 +18,22 @@ from trainer import offline
 def main(argv: list[str]) -> None:
     offline.prepare_environment()
     offline.patch_yolov5()
+    import torch
     from yolov5 import train
 
     sys.argv = ["yolov5-train", *argv]
-    train.main(train.parse_opt())
+    opt = train.parse_opt()
+    gpu = torch.cuda.is_available()
+    if opt.device in ("", "auto"):
+        opt.device = "0" if gpu else "cpu"
+    handshake = os.environ.pop("TRAINER_HANDSHAKE", "")
+    if handshake:
+        partial = Path(handshake + ".tmp")
+        partial.write_text(json.dumps({"device": opt.device, "gpu": gpu}))
+        partial.rename(handshake)  # the parent never reads half a file
+        if sys.stdin.readline().strip() != "go":
+            sys.exit("trainer: stopped before training started")
+    train.main(opt)
 
 
 if __name__ == "__main__":
