@@ -54,7 +54,11 @@ def install_fonts(cfg: Path) -> None:
 
 def patch_yolov5() -> None:
     """Shims for APIs yolov5 7.0.14 uses that newer libraries removed, and no model-hub look-ups."""
+    import numpy as np
     from PIL import ImageFont
+
+    if not hasattr(np, "trapz"):  # removed in numpy 2.4; yolov5's metrics integrate with it
+        np.trapz = np.trapezoid
 
     if not hasattr(ImageFont.FreeTypeFont, "getsize"):  # removed in Pillow 10; used by yolov5's plots
 

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# GPU check, run by hand on a CUDA machine (not part of `make test`): `trainer train --device auto` must pick
+# CUDA and record it, and a GPU training must end FINISHED with every epoch in MLflow. Expects the trainer's
+# wheel and its missing dependencies in .whl/ (no network there); writes under $OUT (or /tmp).
+set -euo pipefail
+W=${OUT:-/tmp}/gpu-check
+mkdir -p "$W"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+nvidia-smi -L
+python3 -m mlflow server --host 127.0.0.1 --port 5077 --workers 1 \
+  --backend-store-uri "sqlite:///$W/mlflow.db" --artifacts-destination "$W/artifacts" >"$W/server.log" 2>&1 &
+server=$!
+trap 'kill $server' EXIT
+for _ in $(seq 120); do curl -fs http://127.0.0.1:5077/health >/dev/null && break; sleep 1; done
+python3 -m trainer.cli make-dataset "$W/synth" --train 256 --val 32 --imgsz 256 >/dev/null
+cd "$W"
+for device in auto cpu; do
+  start=$(date +%s%N)
+  python3 -m trainer.cli train --mlflow-uri http://127.0.0.1:5077 --data synth/data.yaml --weights '' \
+    --cfg yolov5n.yaml --imgsz 256 --batch-size 32 --epochs 5 --workers 4 --device "$device" \
+    --run-name "gpu-check-$device" >"train-$device.log" 2>&1 || { tail -40 "train-$device.log"; exit 1; }
+  echo "device=$device wall=$(( ($(date +%s%N) - start) / 1000000 )) ms"
+done
+python3 - <<'PY'
+from mlflow.tracking import MlflowClient
+c = MlflowClient("http://127.0.0.1:5077")
+for run in c.search_runs([c.get_experiment_by_name("yolov5-coco128-demo").experiment_id]):
+    steps = sorted(m.step for m in c.get_metric_history(run.info.run_id, "metrics/mAP_0.5"))
+    print(run.info.run_name, run.info.status, "device", run.data.tags["device"], "gpu_available",
+          run.data.tags["gpu_available"], "param device", run.data.params["device"], "steps", steps,
+          "mAP@0.5 %.4f" % run.data.metrics["metrics/mAP_0.5"])
+    if run.info.run_name == "gpu-check-auto":
+        assert run.data.tags["device"] == "cuda:0" and run.data.tags["gpu_available"] == "true", run.data.tags
+    assert run.info.status == "FINISHED" and steps == list(range(5))
+print("GPU check passed")
+PY
