@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from PIL import Image
 
-from conftest import trainer_cmd, trainer_env
+from harness import trainer_cmd, trainer_env
 
 
 def digest(root: Path) -> str:

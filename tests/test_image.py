@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, trainer_cmd, trainer_env
+from harness import REPO, trainer_cmd, trainer_env
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 

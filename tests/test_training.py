@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import MlflowServer, Postgres, S3, tiny_train_args, trainer_cmd, trainer_env, wait_until
+from harness import MlflowServer, Postgres, S3, free_port, tiny_train_args, trainer_cmd, trainer_env, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +23,29 @@ def train(server_url: str, *args: str, cwd: Path, env: dict[str, str] | None = N
         trainer_cmd("train", "--mlflow-uri", server_url, *args), cwd=cwd, env=trainer_env(env),
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def background_training(server_url: str, cwd: Path, epochs: int, dataset: Path) -> Iterator[subprocess.Popen]:
+    """A training that the test interrupts; it is killed if the test fails before it ends."""
+    proc = subprocess.Popen(
+        trainer_cmd("train", "--mlflow-uri", server_url, *tiny_train_args(dataset, epochs=epochs)),
+        cwd=cwd, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_for_first_epoch(client: MlflowClient) -> None:
+    def logged() -> bool:
+        runs = client.search_runs([client.get_experiment_by_name("yolov5-coco128-demo").experiment_id])
+        return bool(runs) and bool(client.get_metric_history(runs[0].info.run_id, "metrics/mAP_0.5"))
+
+    wait_until(logged, 300, "first epoch")
 
 
 def only_run(client: MlflowClient, experiment: str = "yolov5-coco128-demo"):
@@ -128,22 +153,10 @@ def test_sigterm_marks_run_killed_with_partial_artifacts(
     sqlite_server: MlflowServer, dataset: Path, tmp_path: Path
 ) -> None:
     client = MlflowClient(sqlite_server.url)
-    proc = subprocess.Popen(
-        trainer_cmd("train", "--mlflow-uri", sqlite_server.url, *tiny_train_args(dataset, epochs=60)),
-        cwd=tmp_path, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        # Let one epoch land, so there is something partial to keep.
-        def epoch_logged() -> bool:
-            runs = client.search_runs([client.get_experiment_by_name("yolov5-coco128-demo").experiment_id])
-            return bool(runs) and "metrics/mAP_0.5" in runs[0].data.metrics
-
-        wait_until(epoch_logged, 300, "first epoch")
+    with background_training(sqlite_server.url, tmp_path, 60, dataset) as proc:
+        wait_for_first_epoch(client)  # so there is something partial to keep
         proc.send_signal(signal.SIGTERM)  # what the kubelet sends on eviction or Job deletion
         out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 143, out[-3000:]
     run = only_run(client)
     assert run.info.status == "KILLED"
@@ -154,8 +167,6 @@ def test_sigterm_marks_run_killed_with_partial_artifacts(
 
 
 def test_unreachable_server_gives_one_clear_line(dataset: Path, tmp_path: Path) -> None:
-    from conftest import free_port
-
     started = time.monotonic()
     result = train(f"http://127.0.0.1:{free_port()}", *tiny_train_args(dataset), "--wait-timeout", "4", cwd=tmp_path)
     assert result.returncode == 3
@@ -176,23 +187,12 @@ def test_bad_flag_value_is_one_line_and_creates_no_run(sqlite_server: MlflowServ
 def test_server_restart_mid_training_loses_no_epoch(sqlite_server: MlflowServer, dataset: Path, tmp_path: Path) -> None:
     client = MlflowClient(sqlite_server.url)
     epochs = 8
-    proc = subprocess.Popen(
-        trainer_cmd("train", "--mlflow-uri", sqlite_server.url, *tiny_train_args(dataset, epochs=epochs)),
-        cwd=tmp_path, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        def epochs_logged() -> int:
-            runs = client.search_runs([client.get_experiment_by_name("yolov5-coco128-demo").experiment_id])
-            return len(client.get_metric_history(runs[0].info.run_id, "metrics/mAP_0.5")) if runs else 0
-
-        wait_until(lambda: epochs_logged() >= 1, 300, "first epoch")
+    with background_training(sqlite_server.url, tmp_path, epochs, dataset) as proc:
+        wait_for_first_epoch(client)
         sqlite_server.stop(signal.SIGKILL)  # a crash, not a clean shutdown
         time.sleep(6)  # training goes on; an epoch or two finish while the server is away
         sqlite_server.start()
         out, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, out[-3000:]
     run = only_run(client)
     assert run.info.status == "FINISHED"

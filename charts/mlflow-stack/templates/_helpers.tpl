@@ -1,0 +1,255 @@
+{{/* Chart name, overridable with nameOverride. */}}
+{{- define "mlflow-stack.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Resource name prefix: fullnameOverride, else <release>-<chart> (just <release> when it already contains the chart name). */}}
+{{- define "mlflow-stack.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels of one component; call with (dict "ctx" $ "component" "server"). */}}
+{{- define "mlflow-stack.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlflow-stack.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Standard labels of one component's resources; call like selectorLabels. */}}
+{{- define "mlflow-stack.labels" -}}
+{{ include "mlflow-stack.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: mlflow-stack
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Image reference from an image block; call with (dict "ctx" $ "image" .Values.server.image); the tag defaults to appVersion. */}}
+{{- define "mlflow-stack.image" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default .ctx.Chart.AppVersion | toString) -}}
+{{- end -}}
+
+{{/* ServiceAccount the pods run as. */}}
+{{- define "mlflow-stack.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "mlflow-stack.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the tracking server's Service (server.service.name, else the full name). */}}
+{{- define "mlflow-stack.serviceName" -}}
+{{- .Values.server.service.name | default (include "mlflow-stack.fullname" .) -}}
+{{- end -}}
+
+{{/* In-cluster tracking URI: http://<service>.<namespace>.svc.cluster.local:<port><staticPrefix>. */}}
+{{- define "mlflow-stack.trackingUri" -}}
+{{- printf "http://%s.%s.svc.cluster.local:%v%s" (include "mlflow-stack.serviceName" .) .Release.Namespace .Values.server.service.port .Values.server.staticPrefix -}}
+{{- end -}}
+
+{{/* Value of one credential: the explicit value, else the one stored in Secret `secret` (stable across upgrades via lookup), else random; call with (dict "ctx" $ "secret" NAME "key" KEY "value" EXPLICIT). */}}
+{{- define "mlflow-stack.credential" -}}
+{{- $stored := (lookup "v1" "Secret" .ctx.Release.Namespace .secret).data | default dict -}}
+{{- if .value -}}
+{{- .value -}}
+{{- else if hasKey $stored .key -}}
+{{- index $stored .key | b64dec -}}
+{{- else -}}
+{{- randAlphaNum (.length | default 32) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Annotations of chart-generated Secrets and PVCs: `helm uninstall` leaves them (data and credentials survive). */}}
+{{- define "mlflow-stack.keepAnnotations" -}}
+helm.sh/resource-policy: keep
+{{- end -}}
+
+{{/* Secret with the PostgreSQL password: backend.postgresql.existingSecret, else the generated <fullname>-postgresql. */}}
+{{- define "mlflow-stack.postgresql.secretName" -}}
+{{- .Values.backend.postgresql.existingSecret | default (printf "%s-postgresql" (include "mlflow-stack.fullname" .)) -}}
+{{- end -}}
+
+{{/* Secret with the S3 credentials (envFrom): artifacts.s3.existingSecret, else the generated <fullname>-s3-credentials. */}}
+{{- define "mlflow-stack.s3.secretName" -}}
+{{- .Values.artifacts.s3.existingSecret | default (printf "%s-s3-credentials" (include "mlflow-stack.fullname" .)) -}}
+{{- end -}}
+
+{{/* Secret with the basic-auth admin password and Flask secret key: server.auth.existingSecret, else the generated <fullname>-auth. */}}
+{{- define "mlflow-stack.auth.secretName" -}}
+{{- .Values.server.auth.existingSecret | default (printf "%s-auth" (include "mlflow-stack.fullname" .)) -}}
+{{- end -}}
+
+{{/* Host of the PostgreSQL server: the bundled StatefulSet's Service or backend.postgresql.host. */}}
+{{- define "mlflow-stack.postgresql.host" -}}
+{{- if .Values.backend.postgresql.bundled -}}
+{{- printf "%s-postgresql.%s.svc.cluster.local" (include "mlflow-stack.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.backend.postgresql.host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* SQLAlchemy URI of a database on the backend (default: mlflow.db); no password: psycopg2/libpq read PGPASSWORD. */}}
+{{- define "mlflow-stack.databaseUri" -}}
+{{- $pg := .ctx.Values.backend.postgresql -}}
+{{- if eq .ctx.Values.backend.type "postgresql" -}}
+{{- $port := ternary 5432 $pg.port $pg.bundled -}}
+{{- printf "postgresql+psycopg2://%s@%s:%v/%s" $pg.username (include "mlflow-stack.postgresql.host" .ctx) $port $pg.database -}}
+{{- with $pg.sslMode }}?sslmode={{ . }}{{ end -}}
+{{- else -}}
+{{- printf "sqlite:////mlflow-data/%s" (.file | default "mlflow.db") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* S3 endpoint: artifacts.s3.endpointUrl, else the bundled object store's Service (empty for AWS S3). */}}
+{{- define "mlflow-stack.s3.endpoint" -}}
+{{- if .Values.artifacts.s3.endpointUrl -}}
+{{- .Values.artifacts.s3.endpointUrl -}}
+{{- else if .Values.objectStore.enabled -}}
+{{- printf "http://%s-objectstore.%s.svc.cluster.local:9000" (include "mlflow-stack.fullname" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Artifact destination: s3://<bucket>[/<prefix>]. */}}
+{{- define "mlflow-stack.artifactsDestination" -}}
+{{- printf "s3://%s" .Values.artifacts.bucket -}}{{ with .Values.artifacts.prefix }}/{{ . }}{{ end -}}
+{{- end -}}
+
+{{/* Comma-separated Host headers the server accepts: Service DNS names (+port), Ingress hosts, localhost, server.allowedHosts. */}}
+{{- define "mlflow-stack.allowedHosts" -}}
+{{- $svc := include "mlflow-stack.serviceName" . -}}
+{{- $port := .Values.server.service.port | toString -}}
+{{- $hosts := list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" -}}
+{{- range $name := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
+{{- $hosts = concat $hosts (list $name (printf "%s:%s" $name $port)) -}}
+{{- end -}}
+{{- if .Values.ingress.enabled -}}
+{{- range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end -}}
+{{- end -}}
+{{- if or .Values.server.allowPrivateNetworks .Values.server.metrics.serviceMonitor.enabled -}}
+{{- $hosts = concat $hosts (list "10.*" "192.168.*") -}}
+{{- range $i := until 16 }}{{ $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}{{ end -}}
+{{- end -}}
+{{- concat $hosts .Values.server.allowedHosts | uniq | join "," -}}
+{{- end -}}
+
+{{/* The `mlflow server` arguments, built in one place from the values. */}}
+{{- define "mlflow-stack.serverArgs" -}}
+{{- $s := .Values.server -}}
+- --host=0.0.0.0
+- --port=5000
+- --workers={{ $s.workers }}
+- --backend-store-uri={{ include "mlflow-stack.databaseUri" (dict "ctx" .) }}
+- --serve-artifacts
+- --artifacts-destination={{ include "mlflow-stack.artifactsDestination" . }}
+- --allowed-hosts={{ include "mlflow-stack.allowedHosts" . }}
+{{- with $s.corsAllowedOrigins }}
+- --cors-allowed-origins={{ join "," . }}
+{{- end }}
+{{- with $s.staticPrefix }}
+- --static-prefix={{ . }}
+{{- end }}
+{{- if $s.auth.enabled }}
+- --app-name=basic-auth
+{{- end }}
+{{- if $s.metrics.enabled }}
+- --expose-prometheus=/tmp/prometheus-metrics
+{{- end }}
+{{- with $s.extraArgs }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* PGPASSWORD from the PostgreSQL Secret (only with backend.type postgresql); libpq reads it, so no URI carries the password. */}}
+{{- define "mlflow-stack.postgresql.passwordEnv" -}}
+{{- if eq .Values.backend.type "postgresql" -}}
+- name: PGPASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlflow-stack.postgresql.secretName" . }}
+      key: {{ .Values.backend.postgresql.passwordKey }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod security context: the global podSecurityContext with a component's overrides (dict "ctx" $ "override" MAP). */}}
+{{- define "mlflow-stack.podSecurityContext" -}}
+{{- toYaml (mergeOverwrite (deepCopy .ctx.Values.podSecurityContext) (.override | default dict)) -}}
+{{- end -}}
+
+{{/* Pod-level settings shared by every pod: service account, pull secrets, security context; call like podSecurityContext. */}}
+{{- define "mlflow-stack.podCommon" -}}
+serviceAccountName: {{ include "mlflow-stack.serviceAccountName" .ctx }}
+automountServiceAccountToken: {{ .ctx.Values.serviceAccount.automountServiceAccountToken }}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- include "mlflow-stack.podSecurityContext" . | nindent 2 }}
+{{- end -}}
+
+{{/* The writable /tmp every container gets (the root filesystem is read-only): the volume. */}}
+{{- define "mlflow-stack.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 1Gi
+{{- end -}}
+
+{{/* The writable /tmp every container gets: the mount. */}}
+{{- define "mlflow-stack.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/* nodeSelector/tolerations/affinity of a pod from a component's values block (server, backend.postgresql, training). */}}
+{{- define "mlflow-stack.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* S3 client settings besides the credentials Secret: region and TLS skip (server and bucket hook). */}}
+{{- define "mlflow-stack.s3.env" -}}
+{{- with .Values.artifacts.s3.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- if .Values.artifacts.s3.ignoreTls }}
+- name: MLFLOW_S3_IGNORE_TLS
+  value: "true"
+{{- end }}
+{{- end -}}
+
+{{/* MLflow client login (basic auth on): the admin user and password, for the training Job and the helm test pod. */}}
+{{- define "mlflow-stack.trackingAuthEnv" -}}
+{{- if .Values.server.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  value: {{ .Values.server.auth.adminUsername | quote }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlflow-stack.auth.secretName" . }}
+      key: {{ .Values.server.auth.adminPasswordKey }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,76 @@
+{{/* Cross-field rules values.schema.json cannot express; each failure names the field to fix. Included by server/deployment.yaml. */}}
+{{- define "mlflow-stack.validate" -}}
+{{- $v := .Values -}}
+{{- $s := $v.server -}}
+{{- $pg := $v.backend.postgresql -}}
+{{- $s3 := $v.artifacts.s3 -}}
+{{- $errors := list -}}
+{{- if eq $v.backend.type "sqlite" -}}
+  {{- if gt (int $s.replicas) 1 -}}
+    {{- $errors = append $errors (printf "server.replicas=%v needs backend.type=postgresql: SQLite is a single-writer file on a ReadWriteOnce volume" $s.replicas) -}}
+  {{- end -}}
+  {{- if $s.autoscaling.enabled -}}
+    {{- $errors = append $errors "server.autoscaling.enabled=true needs backend.type=postgresql: SQLite allows one server pod" -}}
+  {{- end -}}
+{{- else -}}
+  {{- if and (not $pg.bundled) (not $pg.host) -}}
+    {{- $errors = append $errors "backend.postgresql.host is required when backend.postgresql.bundled=false (external PostgreSQL)" -}}
+  {{- end -}}
+  {{- if and $pg.bundled $pg.host -}}
+    {{- $errors = append $errors "backend.postgresql.host must be empty when backend.postgresql.bundled=true (set bundled=false to use an external server)" -}}
+  {{- end -}}
+{{- end -}}
+{{- if and $pg.password $pg.existingSecret -}}
+  {{- $errors = append $errors "backend.postgresql.password and backend.postgresql.existingSecret are exclusive: the password comes from one place" -}}
+{{- end -}}
+{{- if and $s.auth.adminPassword $s.auth.existingSecret -}}
+  {{- $errors = append $errors "server.auth.adminPassword and server.auth.existingSecret are exclusive: the password comes from one place" -}}
+{{- end -}}
+{{- if and $s3.existingSecret (or $s3.accessKeyId $s3.secretAccessKey) -}}
+  {{- $errors = append $errors "artifacts.s3.accessKeyId/secretAccessKey and artifacts.s3.existingSecret are exclusive: the keys come from one place" -}}
+{{- end -}}
+{{- if ne (empty $s3.accessKeyId) (empty $s3.secretAccessKey) -}}
+  {{- $errors = append $errors "artifacts.s3.accessKeyId and artifacts.s3.secretAccessKey must be set together" -}}
+{{- end -}}
+{{- if and $v.objectStore.enabled $s3.endpointUrl -}}
+  {{- $errors = append $errors "artifacts.s3.endpointUrl must be empty when objectStore.enabled=true (the bundled store's Service is used)" -}}
+{{- end -}}
+{{- if and $s.autoscaling.enabled (gt (int $s.autoscaling.minReplicas) (int $s.autoscaling.maxReplicas)) -}}
+  {{- $errors = append $errors (printf "server.autoscaling.minReplicas=%v is greater than server.autoscaling.maxReplicas=%v" $s.autoscaling.minReplicas $s.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- if and $s.pdb.enabled (not $s.autoscaling.enabled) (kindIs "float64" $s.pdb.minAvailable) (ge (int $s.pdb.minAvailable) (int $s.replicas)) -}}
+  {{- $errors = append $errors (printf "server.pdb.minAvailable=%v must be lower than server.replicas=%v, or no node could ever be drained" $s.pdb.minAvailable $s.replicas) -}}
+{{- end -}}
+{{- if and $s.metrics.serviceMonitor.enabled (not $s.metrics.enabled) -}}
+  {{- $errors = append $errors "server.metrics.serviceMonitor.enabled=true needs server.metrics.enabled=true (nothing to scrape otherwise)" -}}
+{{- end -}}
+{{- if $v.ingress.enabled -}}
+  {{- if not $v.ingress.hosts -}}
+    {{- $errors = append $errors "ingress.hosts must list at least one host when ingress.enabled=true" -}}
+  {{- end -}}
+  {{- $hosts := list -}}
+  {{- range $v.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end -}}
+  {{- range $v.ingress.tls -}}
+    {{- range .hosts -}}
+      {{- if not (has . $hosts) -}}
+        {{- $errors = append $errors (printf "ingress.tls host %q is not one of ingress.hosts (%s)" . (join ", " $hosts)) -}}
+      {{- end -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
+{{- if $v.training.enabled -}}
+  {{- $p := $v.training.params -}}
+  {{- if and (kindIs "string" $p.weights) (not $p.weights) (not $p.cfg) -}}
+    {{- $errors = append $errors "training.params.cfg is required when training.params.weights is empty (training from scratch), e.g. cfg: yolov5n.yaml" -}}
+  {{- end -}}
+  {{- if and $p.modelAlias (not $p.registerModel) -}}
+    {{- $errors = append $errors "training.params.modelAlias needs training.params.registerModel (an alias points at a registered model version)" -}}
+  {{- end -}}
+  {{- if and (contains "nvidia.com/gpu" (toJson $v.training.resources.limits)) (eq (toString $p.device) "cpu") -}}
+    {{- $errors = append $errors "training.params.device=cpu while training.resources.limits requests nvidia.com/gpu: use device auto or 0" -}}
+  {{- end -}}
+{{- end -}}
+{{- with $errors -}}
+{{- fail (printf "\n\nmlflow-stack: invalid values:\n  - %s\n" (join "\n  - " .)) -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Tests of charts/mlflow-stack, with Helm 4 (`helm`) and Helm 3 (`helm3`) from ci/install-helm-tools.sh:
+#   1. helm lint --strict: defaults, values-cpu.yaml, values-gpu.yaml and every ci/*-values.yaml scenario
+#   2. helm-unittest suites (charts/mlflow-stack/tests/*_test.yaml) with --strict
+#   3. bad values: each charts/mlflow-stack/tests/bad-values/*.yaml must make `helm template` fail with the message its
+#      first line (`# expect: REGEX`) names
+#   4. every scenario rendered and validated offline with kubernetes-validate --strict against several Kubernetes versions
+#      (KUBE_VALIDATE_VERSIONS); the ServiceMonitor CRD has no built-in schema: it is checked against the CRD's own
+#      openAPIV3Schema when the prometheus-operator module (ci/gomod/prometheus-operator) is in the Go module cache,
+#      else reported as skipped
+#   5. kube-score on every scenario: no CRITICAL finding except the checks ignored below (each with its reason)
+#   6. helm-docs drift: charts/mlflow-stack/README.md must equal what helm-docs generates, and every value has a description
+#   7. the rendered server config run for real on 127.0.0.1 (charts/mlflow-stack/tests/smoke/run_rendered.py): the
+#      db-upgrade script, `mlflow server` with the chart's args/env, allowed/refused Host headers, basic auth, and the
+#      `helm test` script, and (sqlite-default scenario) the training Job's containers with the real trainer; for SQLite,
+#      SQLite + basic auth + static prefix, and PostgreSQL + basic auth (a throwaway Debian PostgreSQL; skipped with a
+#      message where its binaries or Flask-WTF are missing)
+# Exits non-zero on the first failing section. Called by ci/test.sh (`make test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export PATH="$ROOT/.tools/bin:$ROOT/.venv/bin:$PATH"
+CHART=charts/mlflow-stack
+KUBE_VALIDATE_VERSIONS=${KUBE_VALIDATE_VERSIONS:-"1.31.0 1.33.0 1.35.0 1.37.0"}
+TMP=$(mktemp -d)
+PG_DATA=""
+cleanup() {
+  if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then pg_run "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true; fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+# Keep Helm's config/cache/data out of $HOME; plugins come from .tools/helm/plugins (see ci/install-helm-tools.sh).
+export HELM_CONFIG_HOME=$TMP/helm/config HELM_CACHE_HOME=$TMP/helm/cache HELM_DATA_HOME=$TMP/helm/data
+export HELM_PLUGINS=$ROOT/.tools/helm/plugins
+HELMS=(helm helm3)
+
+# kube-score checks ignored on purpose (README "Security scan" points here):
+KUBE_SCORE_IGNORES=(
+  # No CPU limits by design (CFS throttling slows the server and training); memory limits and CPU requests are set
+  # everywhere and unit-tested (tests/security_test.yaml).
+  container-resources
+  # Pinned image tags; IfNotPresent avoids a registry round-trip per pod start. Configurable per image.
+  container-image-pull-policy
+  # Writable storage is bounded by emptyDir sizeLimits (/tmp, /workspace, /dev/shm) rather than per-container requests.
+  container-ephemeral-storage-request-and-limit
+  # NetworkPolicies are optional (networkPolicy.enabled; the networkpolicy-servicemonitor scenario renders them) and
+  # client pods (training Job, hooks, helm test) receive no traffic.
+  pod-networkpolicy
+  # The issue asks for startup/readiness/liveness on <staticPrefix>/health; liveness has a longer period and threshold.
+  pod-probes-identical
+)
+
+section() { printf '\n=== chart-test: %s\n' "$*"; SECTION_START=$(date +%s); }
+done_section() { printf -- '--- ok (%ss)\n' "$(( $(date +%s) - SECTION_START ))"; }
+fail() { printf 'chart-test: FAIL: %s\n' "$*" >&2; exit 1; }
+
+for tool in "${HELMS[@]}" untt helm-docs kube-score kubernetes-validate; do
+  command -v "$tool" >/dev/null || fail "$tool not found; run: make setup (ci/install-helm-tools.sh)"
+done
+echo "helm $(helm version --short), helm3 $(helm3 version --short), kube-score $(kube-score version | awk '{print $3}' | tr -d ,)," \
+  "helm-docs $(helm-docs --version | awk '{print $3}'), kubernetes-validate $(kubernetes-validate --version)"
+
+# Values files of every scenario: name=file ("" = chart defaults).
+SCENARIOS=("default=" "values-cpu=$CHART/values-cpu.yaml" "values-gpu=$CHART/values-gpu.yaml")
+for f in "$CHART"/ci/*-values.yaml; do SCENARIOS+=("$(basename "$f" .yaml)=$f"); done
+
+section "helm lint --strict (${#SCENARIOS[@]} values sets x ${#HELMS[@]} Helm versions)"
+for h in "${HELMS[@]}"; do
+  for s in "${SCENARIOS[@]}"; do
+    f=${s#*=}
+    out=$("$h" lint --strict "$CHART" ${f:+-f "$f"} 2>&1) || { echo "$out"; fail "$h lint --strict ${f:-(defaults)}"; }
+    echo "$h lint: ${s%%=*} ok"
+  done
+done
+done_section
+
+section "helm unittest --strict (helm-unittest $(awk -F'"' '/^version/ {print $2}' "$HELM_PLUGINS/unittest/plugin.yaml"))"
+for h in "${HELMS[@]}"; do
+  echo "--- via $h"
+  "$h" unittest --strict "$CHART" || fail "$h unittest"
+done
+done_section
+
+section "bad values are rejected with a message naming the field"
+n=0
+for f in "$CHART"/tests/bad-values/*.yaml; do
+  expect=$(sed -n '1s/^# expect: //p' "$f")
+  [ -n "$expect" ] || fail "$f: first line must be '# expect: REGEX'"
+  for h in "${HELMS[@]}"; do
+    if out=$("$h" template t "$CHART" -n ml -f "$f" 2>&1); then
+      fail "$h template accepted $f (expected: $expect)"
+    fi
+    grep -Eq -- "$expect" <<<"$out" || { echo "$out"; fail "$h template -f $f failed without /$expect/"; }
+  done
+  echo "rejected: $(basename "$f" .yaml): $(grep -Eo -- "$expect" <<<"$out" | head -1)"
+  n=$((n + 1))
+done
+echo "$n bad value sets rejected by ${HELMS[*]}"
+done_section
+
+section "render every scenario (Helm 4 and Helm 3) and validate against Kubernetes $KUBE_VALIDATE_VERSIONS"
+mkdir -p "$TMP/render"
+for s in "${SCENARIOS[@]}"; do
+  name=${s%%=*} f=${s#*=}
+  for h in "${HELMS[@]}"; do
+    "$h" template mlflow "$CHART" -n ml ${f:+-f "$f"} > "$TMP/render/$name.$h.yaml" || fail "$h template $name"
+  done
+done
+for v in $KUBE_VALIDATE_VERSIONS; do
+  # ServiceMonitor: no built-in schema (a warning, checked below); everything else must validate strictly.
+  out=$(kubernetes-validate --strict -k "$v" --quiet "$TMP"/render/*.yaml 2>&1) || { echo "$out"; fail "kubernetes-validate $v"; }
+  grep -v "Couldn't find schema for kind ServiceMonitor" <<<"$out" | grep . && fail "kubernetes-validate $v: unexpected output"
+  echo "kubernetes $v: $(ls "$TMP"/render/*.yaml | wc -l) renders valid (--strict)"
+done
+python3 - "$TMP"/render/*.yaml <<'PY'
+# ServiceMonitors against the prometheus-operator CRD schema (the version ci/versions.env pins), when available.
+import glob, json, os, subprocess, sys
+import yaml
+docs = [d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d and d.get("kind") == "ServiceMonitor"]
+crd = None
+try:
+    mod = subprocess.run(["go", "list", "-m", "-json", "github.com/prometheus-operator/prometheus-operator"],
+                         cwd="ci/gomod/prometheus-operator", capture_output=True, text=True, check=True,
+                         env=dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off"))
+    d = json.loads(mod.stdout).get("Dir")
+    paths = glob.glob(f"{d}/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml") if d else []
+    crd = yaml.safe_load(open(paths[0])) if paths else None
+except (OSError, subprocess.CalledProcessError, json.JSONDecodeError):
+    pass
+if crd is None:
+    print(f"ServiceMonitor: {len(docs)} documents not schema-checked (prometheus-operator CRD not in the Go module cache)")
+    sys.exit(0)
+import jsonschema
+schema = next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == "v1")
+for doc in docs:
+    jsonschema.validate(doc, schema)
+print(f"ServiceMonitor: {len(docs)} documents valid against the monitoring.coreos.com/v1 CRD schema")
+PY
+done_section
+
+section "kube-score (ignored, with reasons in ci/chart-test.sh: ${KUBE_SCORE_IGNORES[*]})"
+ignores=$(IFS=,; echo "${KUBE_SCORE_IGNORES[*]}")
+for s in "${SCENARIOS[@]}"; do
+  name=${s%%=*}
+  out=$(kube-score score "$TMP/render/$name.helm.yaml" --output-format ci --ignore-test "$ignores" 2>&1) || true
+  if grep -q '^\[CRITICAL\]' <<<"$out"; then
+    grep '^\[CRITICAL\]' <<<"$out"
+    fail "kube-score: critical findings in scenario $name"
+  fi
+  echo "kube-score $name: no critical findings ($(grep -c '^\[WARNING\]' <<<"$out" || true) warnings)"
+done
+done_section
+
+section "helm-docs drift ($CHART/README.md)"
+cp -r "$CHART" "$TMP/docs"
+(cd "$TMP/docs" && helm-docs --chart-search-root . --skip-version-footer --log-level warning)
+if ! diff -u "$CHART/README.md" "$TMP/docs/README.md"; then
+  fail "$CHART/README.md is out of date: run helm-docs --chart-search-root $CHART --skip-version-footer"
+fi
+undocumented=$(awk '/^## Values/ {v=1} v && /^\| [a-zA-Z]/ && $0 !~ /^\| Key/ {n=split($0, c, " \\| "); if (c[n] ~ /^ *\|? *$/) print c[1]}' "$CHART/README.md")
+[ -z "$undocumented" ] || fail "values without a description (add a '# --' comment in values.yaml): $undocumented"
+echo "README.md is up to date; $(awk '/^## Values/ {v=1} v && /^\| [a-z]/' "$CHART/README.md" | wc -l) values documented"
+done_section
+
+section "rendered server config against the real mlflow $(python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1"
+smoke() { # NAME VALUES-FILE [FROM=TO ...]: render with Helm 4, run the server as rendered, helm test it
+  local name=$1 values=$2; shift 2
+  helm template mlflow "$CHART" -n ml ${values:+-f "$values"} "${SMOKE_SET[@]}" > "$TMP/smoke-$name.yaml"
+  mkdir -p "$TMP/smoke-$name"
+  python "$CHART/tests/smoke/run_rendered.py" "$TMP/smoke-$name.yaml" "$TMP/smoke-$name" "$@" > "$TMP/smoke-$name.log" 2>&1 ||
+    { tail -40 "$TMP/smoke-$name.log"; tail -20 "$TMP/smoke-$name/server.log" 2>/dev/null; fail "smoke $name"; }
+  grep -E '^(smoke|helm test):' "$TMP/smoke-$name.log" | sed "s/^/$name: /"
+  return 0
+}
+SMOKE_SET=()
+# The sqlite-default scenario also runs its training Job's containers (synthetic dataset, 2 epochs at 128 px) against
+# the server: the chart's TRAINER_* / MLFLOW_* environment must drive the real trainer. CHART_SMOKE_TRAIN=0 skips that.
+SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
+if python -c 'import flask_wtf' 2>/dev/null; then
+  have_auth=1
+  smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
+else
+  have_auth=0
+  echo "SKIPPED basic-auth smoke: Flask-WTF is not installed (mlflow's basic-auth app needs it: the server extra should pin mlflow[auth])"
+fi
+# PostgreSQL: a throwaway cluster from the Debian packages (as the postgres user when run as root).
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
+pg_run() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ -n "$PG_BIN" ] && { [ "$(id -u)" != 0 ] || id postgres >/dev/null 2>&1; }; then
+  PG_DATA=$TMP/pg/data PG_PASS=smoke-$RANDOM-password
+  PG_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$TMP/pg" && printf '%s\n' "$PG_PASS" > "$TMP/pg/pw"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$TMP/pg" && chmod 755 "$TMP"
+  pg_run "$PG_BIN/initdb" -D "$PG_DATA" -U mlflow --pwfile="$TMP/pg/pw" -A scram-sha-256 >/dev/null
+  pg_run "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -l "$TMP/pg/log" \
+    -o "-p $PG_PORT -k $TMP/pg -c listen_addresses=127.0.0.1" start >/dev/null
+  PGPASSWORD=$PG_PASS "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U mlflow mlflow
+  SMOKE_SET=(--set backend.type=postgresql --set "backend.postgresql.password=$PG_PASS" --set "server.auth.enabled=$([ $have_auth = 1 ] && echo true || echo false)")
+  smoke postgresql "" "mlflow-mlflow-stack-postgresql.ml.svc.cluster.local:5432=127.0.0.1:$PG_PORT"
+else
+  echo "SKIPPED PostgreSQL smoke: no Debian PostgreSQL binaries (/usr/lib/postgresql/*/bin)"
+fi
+done_section
+
+printf '\n=== chart-test: all passed\n'

