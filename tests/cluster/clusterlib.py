@@ -19,7 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".tools" / "bin"
 CLUSTER = ROOT / "ci" / "cluster"
-CHART = ROOT / "charts" / "mlflow-stack"
+# MLFLOW_STACK_CHART: test another copy of the chart (e.g. an unpacked release tarball).
+CHART = Path(os.environ.get("MLFLOW_STACK_CHART", ROOT / "charts" / "mlflow-stack")).resolve()
 HELMS = ("helm", "helm3")  # Helm 4 and Helm 3, both built by `make setup`
 
 
@@ -72,6 +73,27 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def sockets(pid: int) -> list[tuple[str, str, str]]:
+    """(protocol, local address, peer address) of every TCP/UDP socket of PID, from `ss` (it sees every process)."""
+    out = []
+    for proto, flag in (("tcp", "-Htanp"), ("udp", "-Huanp")):
+        for line in run(["ss", flag]).stdout.splitlines():
+            if f"pid={pid}," in line:
+                cols = line.split()
+                out.append((proto, cols[3].rsplit(":", 1)[0], cols[4].rsplit(":", 1)[0]))
+    return out
+
+
+def non_loopback_sockets(pids: dict[str, int]) -> list[str]:
+    """Sockets of the cluster's processes bound to or talking to anything but 127.0.0.1 (should be none)."""
+    bad = []
+    for name, pid in pids.items():
+        for proto, local, peer in sockets(pid):
+            if local != "127.0.0.1" or peer not in ("127.0.0.1", "*", "0.0.0.0"):
+                bad.append(f"{name} (pid {pid}) {proto} {local} -> {peer}")
+    return bad
 
 
 @dataclass
@@ -131,7 +153,3 @@ class Helm:
 
     def __call__(self, *args, check=True, timeout=400) -> subprocess.CompletedProcess:
         return run([self.path, *args], env=self.env, check=check, timeout=timeout)
-
-    def values(self, release: str, namespace: str, revision: int | None = None) -> dict:
-        rev = ["--revision", str(revision)] if revision else []
-        return json.loads(self("get", "values", release, "-n", namespace, "-a", "-o", "json", *rev).stdout)

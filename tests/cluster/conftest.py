@@ -11,7 +11,7 @@ import hashlib
 import re
 
 import pytest
-from clusterlib import CLUSTER, HELMS, ROOT, Cluster, Helm, cluster_env, run, tool
+from clusterlib import CLUSTER, HELMS, ROOT, Cluster, Helm, cluster_env, non_loopback_sockets, pids_of, run, tool
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +24,11 @@ def cluster(tmp_path_factory) -> Cluster:
     c = Cluster(kubeconfig=state / "kubeconfig", state=state,
                 env=cluster_env(state / "kubeconfig", tmp_path_factory.mktemp("helm-home")))
     yield c
+    # after every test of the session: the control plane still never touched a non-loopback address
+    leaks = non_loopback_sockets(pids_of(state))
     if not was_up:
         run([CLUSTER, "down"], timeout=120)
+    assert not leaks, f"cluster processes used non-loopback addresses: {leaks}"
 
 
 @pytest.fixture(scope="session", params=HELMS)

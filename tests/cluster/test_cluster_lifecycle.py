@@ -1,0 +1,245 @@
+"""The chart's life on a real API server (ci/cluster), with Helm 4 (`helm`) and Helm 3 (`helm3`).
+
+install --wait -> upgrade to GPU values with another epoch count -> upgrade to the bundled-PostgreSQL scenario (twice:
+generated credentials must not change) -> rollback to revision 1 -> back to PostgreSQL (the kept Secrets are reused) ->
+helm test -> uninstall (PVCs and Secrets marked keep survive). Plus: every ci/*-values.yaml scenario is accepted by the
+API server (server-side dry run, strict validation), and bad values are refused before anything is created.
+
+kwok runs no container (ci/cluster.d/README.md): pods turn Ready and Jobs complete at once. What the kubelet would
+refuse (a Secret, ConfigMap, PVC or ServiceAccount a pod needs that does not exist) is checked here instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pytest
+import yaml
+from clusterlib import CHART, Helm, tool, versions
+
+pytestmark = pytest.mark.cluster
+
+RELEASE = "mlflow-stack"  # fullname = release name, so object names read like the docs
+TIMEOUT = ["--timeout", "4m"]
+SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
+
+
+def manifest(helm, ns: str, what: str = "manifest", revision: int | None = None) -> list[dict]:
+    args = ["get", what, RELEASE, "-n", ns] + (["--revision", str(revision)] if revision else [])
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def names(objs: list[dict], kind: str) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in objs if o["kind"] == kind)
+
+
+def kept(objs: list[dict]) -> list[tuple[str, str]]:
+    return sorted(
+        (o["kind"], o["metadata"]["name"])
+        for o in objs
+        if (o["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"
+    )
+
+
+def secret_data(cluster, ns: str, name: str) -> dict[str, str]:
+    data = cluster.get(f"secret/{name}", "-n", ns).get("data") or {}
+    return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+
+def training_jobs(cluster, ns: str) -> list[dict]:
+    jobs = cluster.get("jobs", "-n", ns, "-l", "app.kubernetes.io/component=training")["items"]
+    return sorted(jobs, key=lambda j: j["metadata"]["creationTimestamp"])
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def assert_all_exist(cluster, ns: str, objs: list[dict]) -> None:
+    """Every object of the release is on the server (kubectl get -f fails naming the first missing one)."""
+    cluster.kubectl("get", "-n", ns, "-f", "-", "-o", "name", input=yaml.safe_dump_all(objs))
+
+
+def assert_server_available(cluster, ns: str) -> None:
+    for name in names_of_server_deployments(cluster, ns):
+        cluster.wait("--for=condition=Available", f"deployment/{name}", "-n", ns, timeout=60)
+
+
+def names_of_server_deployments(cluster, ns: str) -> list[str]:
+    items = cluster.get("deployments", "-n", ns, "-l", "app.kubernetes.io/component=server")["items"]
+    assert items, "no server Deployment"
+    return [d["metadata"]["name"] for d in items]
+
+
+def assert_pod_references_exist(cluster, ns: str) -> None:
+    """What the kubelet would check before starting a container, which kwok does not: every Secret, ConfigMap, PVC and
+    ServiceAccount a live pod of the namespace refers to (and does not mark optional) exists."""
+    existing = {
+        kind: {o["metadata"]["name"] for o in cluster.get(kind, "-n", ns)["items"]}
+        for kind in ("secrets", "configmaps", "persistentvolumeclaims", "serviceaccounts")
+    }
+    missing = []
+    for pod in cluster.get("pods", "-n", ns)["items"]:
+        if pod["status"].get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
+            continue
+        spec, pod_name = pod["spec"], pod["metadata"]["name"]
+        refs = [("serviceaccounts", spec.get("serviceAccountName", "default"), False)]
+        for vol in spec.get("volumes", []):
+            if "secret" in vol:
+                refs.append(("secrets", vol["secret"]["secretName"], vol["secret"].get("optional", False)))
+            if "configMap" in vol:
+                refs.append(("configmaps", vol["configMap"]["name"], vol["configMap"].get("optional", False)))
+            if "persistentVolumeClaim" in vol:
+                refs.append(("persistentvolumeclaims", vol["persistentVolumeClaim"]["claimName"], False))
+        for c in spec.get("containers", []) + spec.get("initContainers", []):
+            for src in c.get("envFrom", []):
+                for key, kind in (("secretRef", "secrets"), ("configMapRef", "configmaps")):
+                    if key in src:
+                        refs.append((kind, src[key]["name"], src[key].get("optional", False)))
+            for e in c.get("env", []):
+                for key, kind in (("secretKeyRef", "secrets"), ("configMapKeyRef", "configmaps")):
+                    ref = (e.get("valueFrom") or {}).get(key)
+                    if ref:
+                        refs.append((kind, ref["name"], ref.get("optional", False)))
+        missing += [f"{pod_name}: {kind}/{name}" for kind, name, optional in refs
+                    if not optional and name not in existing[kind]]  # fmt: skip
+    assert not missing, f"pods refer to objects that do not exist (a kubelet would not start them): {missing}"
+
+
+def scenario(fragment: str):
+    found = [p for p in SCENARIOS if fragment in p.name]
+    assert len(found) == 1, f"expected one {CHART}/ci/*{fragment}*-values.yaml, found {[p.name for p in SCENARIOS]}"
+    return found[0]
+
+
+def test_install_upgrade_rollback_test_uninstall(cluster, helm, namespace):
+    ns = ["-n", namespace]
+
+    # 1. install the defaults and wait: every object exists, the server Deployment is Available
+    helm("install", RELEASE, CHART, *ns, "--wait", *TIMEOUT)
+    rev1 = manifest(helm, namespace)
+    assert_all_exist(cluster, namespace, rev1)
+    assert_server_available(cluster, namespace)
+    assert_pod_references_exist(cluster, namespace)
+    [job1] = training_jobs(cluster, namespace)
+    cluster.wait("--for=condition=Complete", f"job/{job1['metadata']['name']}", *ns)
+
+    # 2. GPU values plus another epoch count: accepted (no immutable-field error), a new Job, GPU-scheduled
+    epochs = "7"
+    helm("upgrade", RELEASE, CHART, *ns, "-f", CHART / "values-gpu.yaml", "--set", f"training.params.epochs={epochs}",
+         "--wait", *TIMEOUT)  # fmt: skip
+    job2 = training_jobs(cluster, namespace)[-1]
+    assert job2["metadata"]["name"] != job1["metadata"]["name"], "no new training Job for the new values"
+    [trainer] = job2["spec"]["template"]["spec"]["containers"]
+    assert env_of(trainer).get("TRAINER_EPOCHS") == epochs
+    assert env_of(trainer).get("TRAINER_DEVICE") == "0"
+    cluster.wait("--for=condition=Complete", f"job/{job2['metadata']['name']}", *ns)
+    [pod] = cluster.get("pods", *ns, "-l", f"job-name={job2['metadata']['name']}")["items"]
+    [pod_trainer] = [c for c in pod["spec"]["containers"] if c["name"] == trainer["name"]]
+    assert int(pod_trainer["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    assert any(t.get("key") == "nvidia.com/gpu" for t in pod["spec"].get("tolerations", []))
+    assert pod["spec"]["nodeName"] == "kwok-gpu-0"
+    assert_pod_references_exist(cluster, namespace)
+
+    # 3. the bundled-PostgreSQL scenario (with basic auth, so a Flask key is generated); a second upgrade with another
+    # training value must keep every generated credential
+    pg_args = ["-f", scenario("postgres-bundled"), "--set", "server.auth.enabled=true"]
+    helm("upgrade", RELEASE, CHART, *ns, *pg_args, "--wait", *TIMEOUT)
+    rev3 = manifest(helm, namespace)
+    assert_all_exist(cluster, namespace, rev3)
+    assert names(rev3, "StatefulSet"), "no bundled PostgreSQL StatefulSet"
+    assert_server_available(cluster, namespace)
+    assert_pod_references_exist(cluster, namespace)
+    generated = {name: secret_data(cluster, namespace, name) for name in names(rev3, "Secret")}
+    pg_secret = [n for n in generated if n.endswith("-postgresql")]
+    auth_secret = [n for n in generated if n.endswith("-auth")]
+    assert pg_secret and auth_secret, f"generated Secrets: {sorted(generated)}"
+    assert "flask-secret-key" in generated[auth_secret[0]]
+    helm("upgrade", RELEASE, CHART, *ns, *pg_args, "--set", "training.params.epochs=9", "--wait", *TIMEOUT)
+    for name, data in generated.items():
+        assert secret_data(cluster, namespace, name) == data, f"Secret {name} changed on upgrade"
+
+    # 4. rollback to revision 1 (SQLite again)
+    helm("rollback", RELEASE, "1", *ns, "--wait", *TIMEOUT)
+    status = yaml.safe_load(helm("status", RELEASE, *ns, "-o", "yaml").stdout)
+    assert status["info"]["status"] == "deployed" and status["version"] == 5
+    assert names(manifest(helm, namespace), "Deployment") == names(rev1, "Deployment")
+    assert not names(manifest(helm, namespace), "StatefulSet")
+    assert_server_available(cluster, namespace)
+    assert_pod_references_exist(cluster, namespace)
+
+    # 5. forward to PostgreSQL again: the Secrets kept when revision 1 came back are adopted, so the database password
+    # (the data on the kept volume needs it) and the Flask key are the same as before
+    helm("upgrade", RELEASE, CHART, *ns, *pg_args, "--wait", *TIMEOUT)
+    for name in pg_secret + auth_secret:
+        assert secret_data(cluster, namespace, name) == generated[name], f"Secret {name} changed after rollback"
+
+    # 6. helm test (kwok's helm-test stage completes the test pod; ci/cluster.d/stages.yaml)
+    helm("test", RELEASE, *ns, *TIMEOUT)
+    hooks = json.loads(helm("status", RELEASE, *ns, "-o", "json").stdout)["hooks"]
+    tests = {h["name"]: h["last_run"]["phase"] for h in hooks if "test" in h["events"]}
+    assert tests and set(tests.values()) == {"Succeeded"}, tests
+
+    # 7. uninstall: the release is gone; the Secrets and PVCs marked keep stay (also revision 1's SQLite PVC, which
+    # left the release at the switch to PostgreSQL but was kept then too)
+    last = manifest(helm, namespace)
+    keep = kept(last)
+    assert {("Secret", pg_secret[0]), ("Secret", auth_secret[0])} <= set(keep), keep
+    sqlite_pvcs = names(rev1, "PersistentVolumeClaim")
+    assert sqlite_pvcs and {("PersistentVolumeClaim", n) for n in sqlite_pvcs} <= set(kept(rev1)), kept(rev1)
+    helm("uninstall", RELEASE, *ns, "--wait", *TIMEOUT)
+    assert helm("status", RELEASE, *ns, check=False).returncode != 0
+    for kind, name in keep + kept(rev1):
+        cluster.kubectl("get", kind.lower(), name, *ns)
+    gone = [(o["kind"], o["metadata"]["name"]) for o in last if (o["kind"], o["metadata"]["name"]) not in keep]
+    for kind, name in gone:
+        left = cluster.kubectl("get", kind.lower(), name, *ns, "--ignore-not-found", "-o", "name").stdout.strip()
+        assert not left, f"{kind}/{name} survived helm uninstall"
+    assert training_jobs(cluster, namespace) == []
+    # the bundled PostgreSQL's volume (a StatefulSet volumeClaimTemplate) is never deleted by Helm
+    assert cluster.get("pvc", *ns, "-l", "app.kubernetes.io/component=backend")["items"]
+
+
+@pytest.mark.parametrize("values", SCENARIOS or [None], ids=lambda p: p.name if p else "none-found")
+def test_scenario_is_accepted_by_the_api_server(cluster, namespace, values):
+    """helm template | kubectl apply --dry-run=server --validate=strict: schema, admission and defaulting of the real
+    API server (unknown or duplicate fields, wrong types, invalid names) for every CI scenario."""
+    assert values is not None, f"no scenarios in {CHART}/ci/*-values.yaml"
+    helm = Helm("helm", tool("helm"), cluster.env)  # one Helm is enough: both render the same
+    rendered = helm("template", RELEASE, CHART, "-n", namespace, "-f", values,
+                    "--kube-version", versions()["KUBE_VERSION"], "--api-versions", "monitoring.coreos.com/v1",
+                    "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor").stdout  # fmt: skip
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert docs, "nothing rendered"
+    # a bare Pod (the helm test hook) is admitted only when its ServiceAccount exists, also in a dry run: create those
+    accounts = [d for d in docs if d["kind"] == "ServiceAccount"]
+    if accounts:
+        cluster.apply(accounts, "-n", namespace)
+    out = cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-", input=rendered)
+    applied = [line for line in out.stdout.splitlines() if "(server dry run)" in line]
+    assert len(applied) == len(docs), out.stdout
+
+
+# values file -> what the error must name (Helm 3 says `server.replicas`, Helm 4's schema errors `/server/replicas`)
+BAD_VALUES = {
+    # schema (values.schema.json): wrong type
+    "schema-type": ("server:\n  replicas: two\n", r"server[./]replicas"),
+    # cross-field rule (fail guard): SQLite is a single writer
+    "sqlite-replicas": ("server:\n  replicas: 2\n", r"server\.replicas.*(?i:sqlite)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_bad_values_are_refused_before_anything_is_created(cluster, helm, namespace, tmp_path, case):
+    text, expected = BAD_VALUES[case]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    proc = helm("install", RELEASE, CHART, "-n", namespace, "-f", bad, "--wait", *TIMEOUT, check=False)
+    assert proc.returncode != 0
+    assert re.search(expected, proc.stderr), proc.stderr
+    created = cluster.kubectl("get", "all,secrets,configmaps,pvc,serviceaccounts,ingresses,networkpolicies,pdb",
+                              "-n", namespace, "-o", "name").stdout.split()  # fmt: skip
+    leftovers = [n for n in created if n not in ("serviceaccount/default", "configmap/kube-root-ca.crt")]
+    assert leftovers == [], f"objects created by a refused install: {leftovers}"
