@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 PORT=${DEMO_PORT:-5000}
-EPOCHS=${DEMO_EPOCHS:-5}
+EPOCHS=${DEMO_EPOCHS:-40}  # enough for mAP@0.5 to climb from 0 to about 0.6 on the synthetic set
 W=$PWD/.work/demo
 URL=http://127.0.0.1:$PORT
 mkdir -p "$W"
@@ -22,10 +22,10 @@ trap stop EXIT
 for _ in $(seq 120); do curl -fsS "$URL/health" >/dev/null 2>&1 && break; sleep 1; done
 curl -fsS "$URL/health" >/dev/null || { echo "demo: mlflow server did not start; see $W/server.log" >&2; exit 1; }
 
-[ -f "$W/synth/data.yaml" ] || trainer make-dataset "$W/synth" >/dev/null
+[ -f "$W/synth128/data.yaml" ] || trainer make-dataset "$W/synth128" --train 128 --val 16 >/dev/null
 cd "$W"
-trainer train --mlflow-uri "$URL" --data synth/data.yaml --weights '' --cfg yolov5n.yaml \
-  --imgsz 128 --batch-size 8 --epochs "$EPOCHS" --workers 0 2>&1 | tee "$W/train.out"
+trainer train --mlflow-uri "$URL" --data synth128/data.yaml --weights '' --cfg yolov5n.yaml \
+  --imgsz 128 --batch-size 16 --epochs "$EPOCHS" --workers 0 2>&1 | tee "$W/train.out"
 
 python - "$URL" <<'PY'
 import sys
