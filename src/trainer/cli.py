@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "make-dataset":
         return _make_dataset(args)
-    return _train(args)
+    code = _train(args)
+    # Everything is uploaded, closed and printed by now; skipping the interpreter's teardown of the modules
+    # mlflow imported saves ~0.4 s per run (measured by bench/overhead.py).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _fail(message: str, code: int) -> int:

@@ -258,7 +258,10 @@ class Child:
                     stop_sent = time.monotonic()
                 elif time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
                     self.stop(force=True)
-            time.sleep(POLL_SECONDS)
+            try:  # waiting on the child (not sleeping) notices its exit at once
+                self._proc.wait(timeout=POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
         self._pump.join(timeout=10)
         watcher.poll()
         return self._proc.returncode
