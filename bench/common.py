@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # harness.py: real servers on 127.0.0.1, stopped by PID
 
 import yaml  # noqa: E402
+from trainer.tracking import first_line  # noqa: E402
 import harness  # noqa: E402
 from harness import BIN, MlflowServer, Proc, free_port, http_ok, wait_until  # noqa: E402,F401
 
@@ -57,7 +58,7 @@ def start_s3(wait: float = 900):  # noqa: ANN201
             except RuntimeError as exc:  # lost the race for a port: wait_until reports the early exit
                 if started or "seaweed" not in str(exc).lower() or time.monotonic() > deadline:
                     raise
-                print(f"SeaweedFS did not start ({str(exc).splitlines()[0][:100]}); retrying", flush=True)
+                print(f"SeaweedFS did not start ({first_line(exc, 100)}); retrying", flush=True)
         elif time.monotonic() > deadline:
             raise RuntimeError(f"ports {busy} stayed busy (another SeaweedFS, e.g. the test suite's)")
         else:

@@ -73,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
     except tracking.TrackingUnavailable as exc:
         return _fail(str(exc), EXIT_TRACKING)
     except Exception as exc:  # noqa: BLE001 - e.g. 401/403 from the server before a run exists
-        return _fail(f"could not start an MLflow run at {config.mlflow_uri}: {str(exc).splitlines()[0][:300]}", EXIT_TRACKING)
+        return _fail(f"could not start an MLflow run at {config.mlflow_uri}: {tracking.first_line(exc)}", EXIT_TRACKING)
     mean_ap = outcome.metrics.get("metrics/mAP_0.5")
     summary = f"run {outcome.run_id} {outcome.status}"
     if mean_ap is not None:

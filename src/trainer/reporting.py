@@ -11,6 +11,8 @@ from typing import Protocol
 
 from mlflow.entities import Metric
 
+from trainer.tracking import first_line
+
 log = logging.getLogger(__name__)
 
 # YOLOv5's fitness(): how it picks best.pt (0.1 * mAP@0.5 + 0.9 * mAP@0.5:0.95).
@@ -90,7 +92,7 @@ class ResultsWatcher:
             try:
                 self.client.log_batch(self.run_id, metrics=batch)
             except Exception as exc:  # the server may be restarting; keep the rows for later
-                log.warning("could not log %d metric values yet (%s); will retry", len(batch), _short(exc))
+                log.warning("could not log %d metric values yet (%s); will retry", len(batch), first_line(exc, 200))
                 return False
             del self._pending[: len(batch)]
         return True
@@ -127,7 +129,3 @@ class ResultsWatcher:
         self.rows = rows
         return new
 
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]

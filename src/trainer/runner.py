@@ -300,7 +300,7 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
             log.info("registered %s version %s%s", config.register_model, version,
                      f" as @{config.model_alias}" if config.model_alias else "")  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the status below must still be set
-        log.error("could not upload artifacts or register the model: %s", str(exc).splitlines()[0][:300])
+        log.error("could not upload artifacts or register the model: %s", tracking.first_line(exc))
         if outcome.status == "FINISHED":
             outcome.status, outcome.exit_code = "FAILED", 1
     # The log upload above misses these last lines; the status is what the UI shows first.

@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """One readable line for a log or an error message; an empty message falls back to the exception's type."""
+    lines = str(exc).splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 class TrackingUnavailable(RuntimeError):
     """The tracking server did not answer in time."""
 
@@ -57,7 +63,7 @@ def retry(what: str, action: Callable[[], T], deadline: float, interval: float =
         except Exception as exc:  # noqa: BLE001 - any failure of the remote call is worth a retry
             if time.monotonic() + interval > deadline:
                 raise
-            log.warning("%s failed (%s); retrying in %.0f s", what, str(exc).splitlines()[0][:200], interval)
+            log.warning("%s failed (%s); retrying in %.0f s", what, first_line(exc, 200), interval)
             time.sleep(interval)
 
 
