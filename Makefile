@@ -2,13 +2,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup setup-python setup-tools demo test test-python test-chart test-cluster lint bench clean
+.PHONY: help setup setup-python setup-tools images demo test bench clean
 
 help:
 	@echo "make demo   - set up, start a local MLflow server, train YOLOv5 on a synthetic dataset, print the run"
 	@echo "make test   - set up, then run every test (pytest, hadolint, chart and cluster tests)"
 	@echo "make setup  - install everything into .venv/ and .tools/ (idempotent)"
 	@echo "make bench  - run the benchmarks under bench/ and write bench/RESULTS.md"
+	@echo "make images - build the server and trainer images (buildah or docker); REGISTRY=ghcr.io/you PUSH=1 pushes them,"
+	@echo "              TORCH_VARIANT=cuda builds the trainer with PyPI's CUDA torch (tag <appVersion>-cuda)"
 
 setup: setup-python setup-tools
 
@@ -17,6 +19,9 @@ setup-python:
 
 setup-tools:
 	@bash ci/install-tools.sh
+
+images:
+	@REGISTRY=$(REGISTRY) TORCH_VARIANT=$(TORCH_VARIANT) bash ci/images.sh $(if $(filter 1,$(PUSH)),push,build)
 
 demo: setup-python
 	@KEEP_SERVER=$(KEEP_SERVER) bash ci/demo.sh
