@@ -1,0 +1,96 @@
+"""6. The chart on the real node (ci/node), as a user feels it: seconds from `helm install` to the server pod Ready and
+to the first epoch's metric visible in MLflow, and the memory of the server and trainer pods during training (peak of
+each pod's memory cgroup), plus what the node's own daemons use. One side only: nothing else installs this stack here.
+
+Needs the images (`TORCH_VARIANT=cuda ci/images.sh build server trainer pause`) and brings the node up if needed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, table, write_section
+
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+from nodelib import CHART, NODE, Mlflow, Node, image_ref, run, wait_until  # noqa: E402
+from test_real_node import METRIC, RELEASE, first_epoch_logged, small  # noqa: E402
+
+NS = "bench-node"
+CGROUP = Path("/sys/fs/cgroup/memory/mlflow-stack-node")
+
+
+def pod_memory_peak(uid: str) -> int:
+    """Peak bytes of a pod's memory cgroup (cgroup v1, kubelet's cgroupfs layout under the node's cgroupRoot)."""
+    for path in CGROUP.glob(f"kubepods*/**/pod{uid}/memory.max_usage_in_bytes"):
+        return int(path.read_text())
+    return 0
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            total += int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                              if line.startswith("VmRSS")))  # fmt: skip
+        except (OSError, StopIteration):
+            pass
+    return total / 1024
+
+
+def daemon_pids() -> list[int]:
+    pids = []
+    for state in (ROOT / ".tools/node/pids", ROOT / ".tools/node/cluster/pids"):
+        if state.exists():
+            pids += [int(line.split()[1]) for line in state.read_text().splitlines() if line.strip()]
+    return pids
+
+
+def main() -> None:
+    run(["bash", NODE, "up"], timeout=900)
+    run(["bash", NODE, "load", image_ref("server"), image_ref("trainer")], timeout=1800)
+    node = Node(env=None)
+    node.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", timeout=300)
+    node.kubectl("create", "namespace", NS)
+    mlflow = Mlflow(node, NS, RELEASE)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            values = small(Path(tmp), training={"params": {"epochs": 6}})
+            t0 = time.monotonic()
+            node.helm("helm", "install", RELEASE, CHART, "-n", NS, "-f", values)
+
+            def server_ready() -> bool:
+                pods = node.get("pods", "-n", NS, "-l", "app.kubernetes.io/component=server")["items"]
+                return bool(pods) and all(c.get("ready") for p in pods for c in p["status"].get("containerStatuses", [{}]))
+            wait_until("server pod Ready", server_ready, 600, 0.5)
+            ready = time.monotonic() - t0
+            wait_until("first epoch in MLflow", lambda: first_epoch_logged(mlflow), 900, 0.5)
+            first = time.monotonic() - t0
+            job = node.get("jobs", "-n", NS, "-l", "app.kubernetes.io/component=training")["items"][0]["metadata"]["name"]
+            idle = rss_mib(daemon_pids())
+            node.kubectl("wait", "--for=condition=Complete", f"job/{job}", "-n", NS, "--timeout=900s", timeout=960)
+            pods = {p["metadata"]["labels"].get("app.kubernetes.io/component"): p["metadata"]["uid"]
+                    for p in node.get("pods", "-n", NS)["items"]}  # fmt: skip
+            server_peak = pod_memory_peak(pods["server"]) / 2**20
+            trainer_peak = pod_memory_peak(pods["training"]) / 2**20
+            runs = mlflow.runs()
+    finally:
+        node.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+    rows = [
+        ["`helm install` → server pod Ready (migration init container + startup probe)", f"{ready:.1f} s"],
+        [f"`helm install` → first epoch's `{METRIC}` visible in MLflow", f"{first:.1f} s"],
+        ["server pod, peak memory during the install + training", f"{server_peak:.0f} MiB"],
+        ["trainer pod (yolov5n, 128 px, CPU), peak memory", f"{trainer_peak:.0f} MiB"],
+        ["node daemons (etcd, API server, controllers, kwok, containerd, kubelet, kube-proxy, CoreDNS), RSS", f"{idle:.0f} MiB"],
+        ["run status", runs[-1]["info"]["status"] if runs else "none"],
+    ]
+    text = table("6. Real node: install to Ready, to first metric, pod memory (yolov5n 128 px, 6 epochs, 16 images)",
+                 ["what", "measured"], rows)  # fmt: skip
+    write_section("6-node", text)
+
+
+if __name__ == "__main__":
+    main()

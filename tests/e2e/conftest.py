@@ -1,0 +1,49 @@
+"""Fixtures of the end-to-end tests: the real node (ci/node) with the images `make images` built.
+
+The session brings the node up when it is not up (and takes it down again at the end), then imports the images into
+its containerd. Where the kernel cannot run a node (`ci/node check` exits 3) the tests skip with its reason, unless
+MLFLOW_STACK_REQUIRE_E2E=1 (.ci/run sets it: on CI's machines they must run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import pytest
+from nodelib import NODE, Node, image_ref, run
+
+
+@pytest.fixture(scope="session")
+def node(tmp_path_factory) -> Node:
+    check = run(["bash", NODE, "check"], check=False)
+    if check.returncode == 3:
+        reason = check.stdout.strip()
+        if os.environ.get("MLFLOW_STACK_REQUIRE_E2E") == "1":
+            pytest.fail(f"{reason} (MLFLOW_STACK_REQUIRE_E2E=1: the end-to-end tests must run here)", pytrace=False)
+        pytest.skip(reason)
+    assert check.returncode == 0, check.stdout + check.stderr
+    home = tmp_path_factory.mktemp("helm-home")
+    env = dict(os.environ)
+    env.update(HELM_CONFIG_HOME=str(home / "config"), HELM_CACHE_HOME=str(home / "cache"),
+               HELM_DATA_HOME=str(home / "data"))  # fmt: skip
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(var, None)
+    was_up = run(["bash", NODE, "status"], check=False).returncode == 0
+    run(["bash", NODE, "up"], timeout=600)
+    run(["bash", NODE, "load", *(image_ref(n) for n in ("server", "trainer", "postgres", "s3"))], timeout=1800)
+    yield Node(env=env)
+    if not was_up:
+        run(["bash", NODE, "down"], timeout=300)
+
+
+@pytest.fixture
+def namespace(node, request):
+    """A fresh namespace per test; deleted afterwards (waited for, so its pods free the node's CPU for the next test)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]}"
+    node.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300)
+    node.kubectl("create", "namespace", name)
+    yield name
+    node.kubectl("delete", "namespace", name, "--wait=true", check=False, timeout=300)

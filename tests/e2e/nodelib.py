@@ -1,0 +1,124 @@
+"""Helpers for the end-to-end tests on the real node (ci/node); fixtures are in conftest.py.
+
+Everything that talks to the cluster runs inside the node's network namespace through `ci/node exec`: kubectl and
+helm reach the API server on its 127.0.0.1, and MLflow and S3 are reached at their Service IPs with the in-cluster
+host name given to curl (`--resolve`), so no name is ever looked up outside the namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = ROOT / "ci" / "node"
+IMAGES = ROOT / "ci" / "images.sh"
+CHART = ROOT / "charts" / "mlflow-stack"
+VENV_PY = ROOT / ".venv" / "bin" / "python"
+# The trainer CI can build from PyPI alone is the CUDA one (ci/test.sh); torch falls back to the CPU on this node.
+TORCH_VARIANT = "cuda"
+
+
+def run(cmd, *, env=None, check=True, timeout=300, input=None) -> subprocess.CompletedProcess:
+    """Run a command, capture its output, and fail the test with both streams when it fails unexpectedly."""
+    proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout,
+                          input=input, cwd=ROOT)  # fmt: skip
+    if check and proc.returncode != 0:
+        pytest.fail(f"command failed (rc={proc.returncode}): {' '.join(map(str, cmd))}\n"
+                    f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}", pytrace=False)  # fmt: skip
+    return proc
+
+
+def image_ref(name: str) -> str:
+    env = {**os.environ, "TORCH_VARIANT": TORCH_VARIANT}
+    return run(["bash", IMAGES, "ref", name], env=env).stdout.strip()
+
+
+def wait_until(what: str, predicate, timeout: float = 300, interval: float = 1.0):
+    """Poll predicate() until it returns something truthy; fail naming `what` (and the last value) otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})", pytrace=False)
+
+
+@dataclass
+class Node:
+    env: dict[str, str] = field(default_factory=dict)
+
+    def exec(self, *args, check=True, timeout=300, input=None) -> subprocess.CompletedProcess:
+        return run([NODE, "exec", *args], env=self.env, check=check, timeout=timeout, input=input)
+
+    def kubectl(self, *args, check=True, timeout=300, input=None) -> subprocess.CompletedProcess:
+        return self.exec("kubectl", *args, check=check, timeout=timeout, input=input)
+
+    def get(self, *args) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def helm(self, helm: str, *args, check=True, timeout=600) -> subprocess.CompletedProcess:
+        return self.exec(helm, *args, check=check, timeout=timeout)
+
+    def secret(self, ns: str, name: str) -> dict[str, str]:
+        data = self.get(f"secret/{name}", "-n", ns).get("data") or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    def logs(self, ns: str, *what) -> str:
+        return self.kubectl("logs", "-n", ns, *what, check=False).stdout
+
+    def python(self, code: str, *args, timeout=120) -> str:
+        """Run Python (the test venv: boto3, mlflow) inside the node's namespace; returns stdout."""
+        return self.exec(VENV_PY, "-c", code, *args, timeout=timeout).stdout
+
+
+@dataclass
+class Mlflow:
+    """The release's tracking server through its Service, as an in-cluster client sees it (REST API via curl)."""
+
+    node: Node
+    namespace: str
+    service: str
+    auth: tuple[str, str] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"{self.service}.{self.namespace}.svc.cluster.local"
+
+    def call(self, method: str, path: str, body: dict | None = None, check: bool = True) -> dict:
+        ip = self.node.get(f"service/{self.service}", "-n", self.namespace)["spec"]["clusterIP"]
+        cmd = ["curl", "-sS", "--max-time", "20", "--resolve", f"{self.host}:5000:{ip}", "-X", method,
+               "-H", "Content-Type: application/json", "-w", "\n%{http_code}"]  # fmt: skip
+        if self.auth:
+            cmd += ["-u", f"{self.auth[0]}:{self.auth[1]}"]
+        if body is not None:
+            cmd += ["--data", json.dumps(body)]
+        out = self.node.exec(*cmd, f"http://{self.host}:5000/api/2.0/mlflow/{path}", check=check).stdout
+        text, _, code = out.rpartition("\n")
+        if check and code != "200":
+            pytest.fail(f"MLflow {method} {path}: HTTP {code}: {text[:2000]}", pytrace=False)
+        return json.loads(text) if text.strip().startswith("{") else {"http_code": code, "text": text}
+
+    def runs(self, experiment: str = "yolov5-coco128-demo") -> list[dict]:
+        exp = self.call("GET", f"experiments/get-by-name?experiment_name={experiment}", check=False)
+        if "experiment" not in exp:
+            return []
+        found = self.call("POST", "runs/search", {"experiment_ids": [exp["experiment"]["experiment_id"]],
+                                                   "max_results": 100})  # fmt: skip
+        return sorted(found.get("runs", []), key=lambda r: r["info"]["start_time"])
+
+    def history(self, run_id: str, key: str) -> list[dict]:
+        return self.call("GET", f"metrics/get-history?run_id={run_id}&metric_key={key}").get("metrics", [])
+
+    def artifacts(self, run_id: str, path: str = "") -> list[str]:
+        files = self.call("GET", f"artifacts/list?run_id={run_id}&path={path}").get("files", [])
+        return [f["path"] for f in files]

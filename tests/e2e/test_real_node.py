@@ -1,0 +1,240 @@
+"""The chart on a real node (ci/node): real containers from the images `make images` built, real probes, a real
+training Job whose run lands in MLflow, `helm test` pods that really run, volumes that keep their data.
+
+What is still faked: the GPU node (kwok, kept for values-gpu.yaml scheduling in tests/cluster), the PostgreSQL and
+S3 images (stand-ins from ci/standins/, the chart's defaults are the official postgres and MinIO images).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import yaml
+from nodelib import CHART, NODE, Mlflow, Node, image_ref, wait_until
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "mlflow-stack"  # fullname = release name = the server's Service name
+TIMEOUT = ["--timeout", "6m"]
+METRIC = "metrics/mAP_0.5"
+
+
+def small(tmp_path, **extra) -> str:
+    """Values of every install here: the images of this commit (imported, never pulled), the bundled object store
+    (stand-in image), a from-scratch YOLOv5n on the synthetic dataset at 128 px, and requests that fit a 2-core node;
+    extra values are merged over them."""
+    trainer = image_ref("trainer")
+    values = {
+        "training": {
+            "image": {"tag": trainer.rsplit(":", 1)[1], "pullPolicy": "Never"},
+            "dataset": {"synthetic": True, "syntheticArgs": ["--seed", "0", "--train", "16", "--val", "8",
+                                                             "--imgsz", "128"]},  # fmt: skip
+            "params": {"weights": "", "cfg": "yolov5n.yaml", "imgsz": 128, "epochs": 3, "batchSize": 8,
+                       "workers": 0, "device": "cpu", "systemMetrics": False},  # fmt: skip
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": None, "memory": "6Gi"}},
+            "backoffLimit": 0,
+        },
+        "server": {"image": {"pullPolicy": "Never"}, "resources": {"requests": {"cpu": "100m"}}},
+        # the bundled object store, with the S3 stand-in in place of MinIO (no registry to pull MinIO from)
+        "objectStore": {"enabled": True, "image": standin("s3"),
+                        "args": ["mini", "-dir=/data", "-s3.port=9000", "-admin.ui=false"],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "s3"}, "periodSeconds": 5},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "s3"}, "periodSeconds": 20}},
+    }
+    merge(values, extra)
+    path = tmp_path / f"values-{len(list(tmp_path.glob('values-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return str(path)
+
+
+def merge(into: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def training_jobs(node: Node, ns: str) -> list[dict]:
+    jobs = node.get("jobs", "-n", ns, "-l", "app.kubernetes.io/component=training")["items"]
+    return sorted(jobs, key=lambda j: j["metadata"]["creationTimestamp"])
+
+
+def wait_job(node: Node, ns: str, job: str, timeout: int = 600) -> None:
+    """Until the Job completed; fails at once (with the pod's log) when it failed."""
+    def done():
+        status = node.get(f"job/{job}", "-n", ns).get("status", {})
+        if status.get("failed"):
+            pytest.fail(f"Job {job} failed:\n{node.logs(ns, f'job/{job}', '--all-containers', '--tail=60')}",
+                        pytrace=False)  # fmt: skip
+        return status.get("succeeded")
+    wait_until(f"Job {job} to complete", done, timeout=timeout, interval=2)
+
+
+def finished_run(mlflow: Mlflow, run_id: str, epochs: int) -> dict:
+    """The run is FINISHED with exactly one value per epoch (steps 0..epochs-1) and its best weights uploaded."""
+    run = mlflow.call("GET", f"runs/get?run_id={run_id}")["run"]
+    assert run["info"]["status"] == "FINISHED", run["info"]
+    steps = sorted(m["step"] for m in mlflow.history(run_id, METRIC))
+    assert steps == list(range(epochs)), f"{METRIC} steps {steps}, expected one per epoch of {epochs}"
+    assert "training-output/weights/best.pt" in mlflow.artifacts(run_id, "training-output/weights")
+    return run
+
+
+def server_pod(node: Node, ns: str) -> dict:
+    pods = [p for p in node.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=server")["items"]
+            if not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+    assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+    return pods[0]
+
+
+def helm_test_passes(node: Node, helm: str, ns: str) -> None:
+    node.helm(helm, "test", RELEASE, "-n", ns, *TIMEOUT)
+    hooks = json.loads(node.helm(helm, "status", RELEASE, "-n", ns, "-o", "json").stdout)["hooks"]
+    tests = {h["name"]: h["last_run"]["phase"] for h in hooks if "test" in h["events"]}
+    assert tests and set(tests.values()) == {"Succeeded"}, tests
+
+
+def first_epoch_logged(mlflow: Mlflow) -> str:
+    """Run id of the RUNNING run once its first epoch's metric is in MLflow."""
+    for run in mlflow.runs():
+        if run["info"]["status"] == "RUNNING" and mlflow.history(run["info"]["run_id"], METRIC):
+            return run["info"]["run_id"]
+    return ""
+
+
+def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, namespace, tmp_path):
+    ns = ["-n", namespace]
+    mlflow = Mlflow(node, namespace, RELEASE)
+
+    # a. install --wait: the server passes its real startup/readiness probes after the migration init container
+    node.helm("helm", "install", RELEASE, CHART, *ns, "-f", small(tmp_path), "--wait", *TIMEOUT)
+    pod = server_pod(node, namespace)
+    assert all(c["ready"] for c in pod["status"]["containerStatuses"])
+    [init] = pod["status"]["initContainerStatuses"]
+    assert init["name"] == "db-upgrade" and init["state"]["terminated"]["exitCode"] == 0
+    [job1] = training_jobs(node, namespace)
+    wait_job(node, namespace, job1["metadata"]["name"])
+    [run1] = mlflow.runs()
+    finished_run(mlflow, run1["info"]["run_id"], 3)
+    log = node.logs(namespace, f"job/{job1['metadata']['name']}", "-c", "trainer")
+    assert "Epoch" in log and "2/2" in log, f"no YOLOv5 epochs in the Job's log:\n{log[-3000:]}"
+
+    # b. helm test runs its pod for real
+    helm_test_passes(node, "helm", namespace)
+
+    # c. upgrade with values-cpu.yaml and another epoch count: a new Job, a second run with 4 epochs, the first run is
+    # still there (SQLite on its PVC survived the upgrade and the server's restart)
+    node.helm("helm", "upgrade", RELEASE, CHART, *ns, "-f", CHART / "values-cpu.yaml", "-f", small(tmp_path),
+              "--set", "training.params.epochs=4", "--set", "training.params.workers=0", "--wait", *TIMEOUT)
+    job2 = training_jobs(node, namespace)[-1]
+    assert job2["metadata"]["name"] != job1["metadata"]["name"], "no new training Job for the new values"
+    wait_job(node, namespace, job2["metadata"]["name"])
+    runs = mlflow.runs()
+    assert [r["info"]["run_id"] for r in runs][0] == run1["info"]["run_id"] and len(runs) == 2, runs
+    finished_run(mlflow, runs[1]["info"]["run_id"], 4)
+
+    # e. the running training pod deleted (SIGTERM from the kubelet): run KILLED with partial artifacts, exit 143
+    node.helm("helm", "upgrade", RELEASE, CHART, *ns, "-f", small(tmp_path, training={"params": {"epochs": 300}}),
+              "--wait", *TIMEOUT)  # fmt: skip
+    job3 = training_jobs(node, namespace)[-1]["metadata"]["name"]
+    run_id = wait_until("the long training's first epoch in MLflow", lambda: first_epoch_logged(mlflow), 300, 2)
+    [pod3] = node.get("pods", *ns, "-l", f"job-name={job3}")["items"]
+    name3 = pod3["metadata"]["name"]
+    with subprocess.Popen([NODE, "exec", "kubectl", "get", "pod", name3, *ns, "--watch", "--output-watch-events",
+                           "-o", "json"], stdout=subprocess.PIPE, text=True, env=node.env) as watch:  # fmt: skip
+        try:
+            node.kubectl("delete", "pod", name3, *ns, "--wait=true", timeout=240)
+        finally:
+            time.sleep(1)
+            watch.terminate()
+        events = watch.stdout.read()
+    codes = [s["state"]["terminated"]["exitCode"] for e in json_stream(events)
+             for s in e["object"]["status"].get("containerStatuses", []) if "terminated" in s.get("state", {})]
+    assert 143 in codes, f"trainer exit codes seen: {codes}"
+    run = mlflow.call("GET", f"runs/get?run_id={run_id}")["run"]
+    assert run["info"]["status"] == "KILLED", run["info"]
+    weights = mlflow.artifacts(run_id, "training-output/weights")
+    assert "training-output/weights/last.pt" in weights, weights
+    assert "logs/train.log" in mlflow.artifacts(run_id, "logs")
+
+    # f. rollback, uninstall: kept PVCs and Secrets remain; a re-install with the same name reuses them and still
+    # shows the earlier runs
+    node.helm("helm", "rollback", RELEASE, "1", *ns, "--wait", *TIMEOUT)
+    kept = {(o["kind"], o["metadata"]["name"]) for o in manifest(node, namespace)
+            if (o["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"}  # fmt: skip
+    assert ("PersistentVolumeClaim", RELEASE) in kept or any(k == "PersistentVolumeClaim" for k, _ in kept), kept
+    node.helm("helm", "uninstall", RELEASE, *ns, "--wait", *TIMEOUT)
+    for kind, name in kept:
+        node.kubectl("get", kind.lower(), name, *ns)
+    node.helm("helm", "install", RELEASE, CHART, *ns, "-f", small(tmp_path, training={"enabled": False}),
+              "--wait", *TIMEOUT)  # fmt: skip
+    assert {r["info"]["run_id"] for r in runs} <= {r["info"]["run_id"] for r in mlflow.runs()}
+
+
+def manifest(node: Node, ns: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(node.helm("helm", "get", "manifest", RELEASE, "-n", ns).stdout) if d]
+
+
+def json_stream(text: str) -> list[dict]:
+    """kubectl --watch -o json prints one JSON document after another."""
+    out, dec, i = [], json.JSONDecoder(), 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        obj, i = dec.raw_decode(text, i)
+        out.append(obj)
+    return out
+
+
+def test_postgres_objectstore_auth_survives_server_restart(node, namespace, tmp_path):
+    """d. bundled PostgreSQL + bundled object store (stand-in images, as in every install here) + basic auth: the run's artifacts are in the
+    bucket (checked through the S3 API), helm test passes with auth, and deleting the server pod mid-training still
+    ends in a FINISHED run with every epoch."""
+    ns = ["-n", namespace]
+    epochs = 8
+    values = small(tmp_path, training={"params": {"epochs": epochs}}, server={"auth": {"enabled": True}},
+                   backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}})
+    node.helm("helm", "install", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
+    auth = node.secret(namespace, f"{RELEASE}-auth")
+    user = yaml.safe_load(node.helm("helm", "get", "values", RELEASE, *ns, "--all", "-o", "yaml").stdout)
+    mlflow = Mlflow(node, namespace, RELEASE, auth=(user["server"]["auth"]["adminUsername"], auth["admin-password"]))
+    assert Mlflow(node, namespace, RELEASE).call("GET", "experiments/search?max_results=1", check=False).get(
+        "http_code") == "401", "the server answers without credentials"
+
+    # the server pod deleted once the first epoch is in MLflow: the trainer queues and resends, the run completes
+    run_id = wait_until("the first epoch in MLflow", lambda: first_epoch_logged(mlflow), 300, 2)
+    old = server_pod(node, namespace)["metadata"]["name"]
+    node.kubectl("delete", "pod", old, *ns, "--wait=false")
+    [job] = training_jobs(node, namespace)
+    wait_job(node, namespace, job["metadata"]["name"])
+    assert server_pod(node, namespace)["metadata"]["name"] != old
+    finished_run(mlflow, run_id, epochs)
+
+    # the artifacts are objects in the bucket, read through the S3 API with the chart's keys
+    s3 = node.secret(namespace, f"{RELEASE}-s3-credentials")
+    ip = node.get(f"service/{RELEASE}-objectstore", *ns)["spec"]["clusterIP"]
+    keys = node.python(
+        "import boto3, sys; c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], "
+        "aws_secret_access_key=sys.argv[3], region_name='us-east-1'); "
+        "print('\\n'.join(o['Key'] for o in c.list_objects_v2(Bucket='mlflow').get('Contents', [])))",
+        f"http://{ip}:9000", s3["AWS_ACCESS_KEY_ID"], s3["AWS_SECRET_ACCESS_KEY"]).split()
+    assert any(k.endswith(f"{run_id}/artifacts/training-output/weights/best.pt") for k in keys), keys[:20]
+
+    helm_test_passes(node, "helm", namespace)
+
+
+def test_helm3_install_and_helm_test(node, namespace, tmp_path):
+    """Helm 3 still installs the chart and runs its test pod for real."""
+    node.helm("helm3", "install", RELEASE, CHART, "-n", namespace, "-f", small(tmp_path, training={"enabled": False}),
+              "--wait", *TIMEOUT)  # fmt: skip
+    helm_test_passes(node, "helm3", namespace)
+
+
+def standin(name: str) -> dict:
+    repository, tag = image_ref(name).rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
