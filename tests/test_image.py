@@ -27,6 +27,15 @@ def test_trainer_image_installs_the_train_extra_and_runs_the_console_script() ->
     assert re.search(r"^USER 10001", text, re.M), "the image must not run as root"
 
 
+def test_server_image_installs_every_pin_of_the_server_extra() -> None:
+    """The chart runs this image; a package of the extra missing here (e.g. the metrics exporter) crashes the server."""
+    text = dockerfile("mlflow-server")
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    install = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], re.search(r"pip install ((?:[^\n]*\\\n)*[^\n]*)", text).group(1))
+    for spec in PYPROJECT["project"]["optional-dependencies"]["server"]:
+        assert f'"{spec}"' in install, f"images/mlflow-server/Dockerfile does not install {spec}"
+
+
 def test_train_extra_pins_every_package() -> None:
     for extra, packages in PYPROJECT["project"]["optional-dependencies"].items():
         for spec in packages:
