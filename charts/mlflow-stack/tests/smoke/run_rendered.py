@@ -160,7 +160,7 @@ def main() -> int:
 
     # init containers in order (db-upgrade; auth-admin with basic auth), each with its own script and env
     for init in pod.get("initContainers", []):
-        subprocess.run([*init["command"], *map(rewrite, init["args"])], env=container_env(init), check=True, timeout=300)
+        subprocess.run([*init["command"], *map(rewrite, init["args"])], env=container_env(init), check=True, timeout=600)
         print(f"smoke: init container {init['name']} ran as rendered")
 
     args = []
