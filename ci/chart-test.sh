@@ -10,11 +10,12 @@
 #      else reported as skipped
 #   5. kube-score on every scenario: no CRITICAL finding except the checks ignored below (each with its reason)
 #   6. helm-docs drift: charts/mlflow-stack/README.md must equal what helm-docs generates, and every value has a description
-#   7. the rendered server config run for real on 127.0.0.1 (charts/mlflow-stack/tests/smoke/run_rendered.py): the
-#      db-upgrade script, `mlflow server` with the chart's args/env, allowed/refused Host headers, basic auth, and the
-#      `helm test` script, and (sqlite-default scenario) the training Job's containers with the real trainer; for SQLite,
-#      SQLite + basic auth + static prefix, and PostgreSQL + basic auth (a throwaway Debian PostgreSQL; skipped with a
-#      message where its binaries or Flask-WTF are missing)
+#   7. the rendered server config of every ci/*-values.yaml scenario run for real on 127.0.0.1
+#      (charts/mlflow-stack/tests/smoke/run_rendered.py): the init containers (db-upgrade, auth-admin), `mlflow server`
+#      with the chart's args/env, allowed/refused Host headers, basic auth, the ServiceMonitor's scrape, and the
+#      `helm test` script; the training Job's containers with the real trainer (sqlite-default); a changed admin password
+#      on the same database; PostgreSQL scenarios against a throwaway Debian PostgreSQL with SSL, existing Secrets given
+#      as the user would create them
 # Exits non-zero on the first failing section. Called by ci/test.sh (`make test`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -162,44 +163,67 @@ undocumented=$(awk '/^## Values/ {v=1} v && /^\| [a-zA-Z]/ && $0 !~ /^\| Key/ {n
 echo "README.md is up to date; $(awk '/^## Values/ {v=1} v && /^\| [a-z]/' "$CHART/README.md" | wc -l) values documented"
 done_section
 
-section "rendered server config against the real mlflow $(python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1"
-smoke() { # NAME VALUES-FILE [FROM=TO ...]: render with Helm 4, run the server as rendered, helm test it
-  local name=$1 values=$2; shift 2
+section "rendered server config of every scenario against the real mlflow $(python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1"
+smoke() { # NAME VALUES-FILE [FROM=TO ...]: render with Helm 4 (+ SMOKE_SET), run the server as rendered, helm test it
+  local name=$1 values=$2 dir=$TMP/smoke-${SMOKE_DIR:-$1}; shift 2
   helm template mlflow "$CHART" -n ml ${values:+-f "$values"} "${SMOKE_SET[@]}" > "$TMP/smoke-$name.yaml"
-  mkdir -p "$TMP/smoke-$name"
-  python "$CHART/tests/smoke/run_rendered.py" "$TMP/smoke-$name.yaml" "$TMP/smoke-$name" "$@" > "$TMP/smoke-$name.log" 2>&1 ||
-    { tail -40 "$TMP/smoke-$name.log"; tail -20 "$TMP/smoke-$name/server.log" 2>/dev/null; fail "smoke $name"; }
+  [ -z "${SMOKE_SECRETS:-}" ] || printf -- '---\n%s\n' "$SMOKE_SECRETS" >> "$TMP/smoke-$name.yaml"  # existing Secrets
+  mkdir -p "$dir"
+  python "$CHART/tests/smoke/run_rendered.py" "$TMP/smoke-$name.yaml" "$dir" "$@" > "$TMP/smoke-$name.log" 2>&1 ||
+    { tail -40 "$TMP/smoke-$name.log"; tail -20 "$dir/server.log" 2>/dev/null; fail "smoke $name"; }
   grep -E '^(smoke|helm test):' "$TMP/smoke-$name.log" | sed "s/^/$name: /"
   return 0
 }
+secret() { # NAME KEY=VALUE...: an existing Secret (what the user would have created) as YAML
+  local name=$1; shift
+  printf 'apiVersion: v1\nkind: Secret\nmetadata: {name: %s}\ndata:\n' "$name"
+  for kv in "$@"; do printf '  %s: %s\n' "${kv%%=*}" "$(printf %s "${kv#*=}" | base64 -w0)"; done
+}
+python -c 'import flask_wtf, prometheus_flask_exporter' ||
+  fail "the server extra lacks Flask-WTF or prometheus-flask-exporter (basic auth / metrics): run make setup"
 SMOKE_SET=()
 # The sqlite-default scenario also runs its training Job's containers (synthetic dataset, 2 epochs at 128 px) against
 # the server: the chart's TRAINER_* / MLFLOW_* environment must drive the real trainer. CHART_SMOKE_TRAIN=0 skips that.
 SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
-if python -c 'import flask_wtf' 2>/dev/null; then
-  have_auth=1
-  smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
-else
-  have_auth=0
-  echo "SKIPPED basic-auth smoke: Flask-WTF is not installed (mlflow's basic-auth app needs it: the server extra should pin mlflow[auth])"
-fi
-# PostgreSQL: a throwaway cluster from the Debian packages (as the postgres user when run as root).
+smoke gpu "$CHART/ci/gpu-values.yaml"
+smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
+# A changed admin password on the same database: the Job and `helm test` read the new one from the Secret. With metrics
+# and a ServiceMonitor: its scrape of /metrics (outside the static prefix) logs in with the new password.
+SMOKE_SET=(--set server.auth.adminPassword=rotated-password-0123 --set server.metrics.enabled=true
+           --set server.metrics.serviceMonitor.enabled=true)
+SMOKE_DIR=sqlite-auth-prefix smoke sqlite-auth-password-changed "$CHART/ci/ingress-tls-auth-values.yaml"
+# PostgreSQL: a throwaway cluster from the Debian packages (as the postgres user when run as root), with SSL (a
+# self-signed certificate) for the external scenario's sslmode=require.
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
 pg_run() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ -n "$PG_BIN" ] && { [ "$(id -u)" != 0 ] || id postgres >/dev/null 2>&1; }; then
-  PG_DATA=$TMP/pg/data PG_PASS=smoke-$RANDOM-password
-  PG_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  mkdir -p "$TMP/pg" && printf '%s\n' "$PG_PASS" > "$TMP/pg/pw"
-  [ "$(id -u)" = 0 ] && chown -R postgres "$TMP/pg" && chmod 755 "$TMP"
-  pg_run "$PG_BIN/initdb" -D "$PG_DATA" -U mlflow --pwfile="$TMP/pg/pw" -A scram-sha-256 >/dev/null
-  pg_run "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -l "$TMP/pg/log" \
-    -o "-p $PG_PORT -k $TMP/pg -c listen_addresses=127.0.0.1" start >/dev/null
-  PGPASSWORD=$PG_PASS "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U mlflow mlflow
-  SMOKE_SET=(--set backend.type=postgresql --set "backend.postgresql.password=$PG_PASS" --set "server.auth.enabled=$([ $have_auth = 1 ] && echo true || echo false)")
-  smoke postgresql "" "mlflow-mlflow-stack-postgresql.ml.svc.cluster.local:5432=127.0.0.1:$PG_PORT"
-else
-  echo "SKIPPED PostgreSQL smoke: no Debian PostgreSQL binaries (/usr/lib/postgresql/*/bin)"
-fi
+[ -n "$PG_BIN" ] && { [ "$(id -u)" != 0 ] || id postgres >/dev/null 2>&1; } ||
+  fail "no Debian PostgreSQL binaries (/usr/lib/postgresql/*/bin): run make setup"
+PG_DATA=$TMP/pg/data PG_PASS=smoke-$RANDOM-password
+PG_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$TMP/pg" && printf '%s\n' "$PG_PASS" > "$TMP/pg/pw"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$TMP/pg/key.pem" -out "$TMP/pg/cert.pem" 2>/dev/null
+chmod 600 "$TMP/pg/key.pem"
+[ "$(id -u)" = 0 ] && chown -R postgres "$TMP/pg" && chmod 755 "$TMP"
+pg_run "$PG_BIN/initdb" -D "$PG_DATA" -U mlflow --pwfile="$TMP/pg/pw" -A scram-sha-256 >/dev/null
+pg_run "$PG_BIN/pg_ctl" -D "$PG_DATA" -w -l "$TMP/pg/log" -o "-p $PG_PORT -k $TMP/pg -c listen_addresses=127.0.0.1 \
+  -c ssl=on -c ssl_cert_file=$TMP/pg/cert.pem -c ssl_key_file=$TMP/pg/key.pem" start >/dev/null
+psql_pg() { PGPASSWORD=$PG_PASS "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U mlflow -d postgres -qc "$1"; }
+psql_pg "CREATE DATABASE mlflow"
+BUNDLED_PG="mlflow-mlflow-stack-postgresql.ml.svc.cluster.local:5432=127.0.0.1:$PG_PORT"
+# The chart's defaults on PostgreSQL, with basic auth and a ServiceMonitor (its scrape logs in).
+SMOKE_SET=(--set backend.type=postgresql --set "backend.postgresql.password=$PG_PASS" --set server.auth.enabled=true
+           --set server.metrics.enabled=true --set server.metrics.serviceMonitor.enabled=true)
+smoke postgresql "" "$BUNDLED_PG"
+SMOKE_SET=(--set "backend.postgresql.password=$PG_PASS")
+smoke postgres-bundled "$CHART/ci/postgres-bundled-values.yaml" "$BUNDLED_PG"
+smoke networkpolicy-servicemonitor "$CHART/ci/networkpolicy-servicemonitor-values.yaml" "$BUNDLED_PG"
+# External PostgreSQL over SSL and S3 keys from existing Secrets: the endpoint comes from the values alone.
+psql_pg "CREATE ROLE mlflow_app LOGIN PASSWORD '$PG_PASS'" && psql_pg "CREATE DATABASE mlflow_tracking OWNER mlflow_app"
+SMOKE_SET=()
+SMOKE_S3_ENDPOINT=https://s3.eu-central-1.amazonaws.com SMOKE_SECRETS="$(secret mlflow-db "password=$PG_PASS"
+  echo ---; secret mlflow-minio-credentials AWS_ACCESS_KEY_ID=smoke-key AWS_SECRET_ACCESS_KEY=smoke-secret-key
+  echo ---; secret mlflow-auth admin-password=external-admin-0123 flask-secret-key=smoke-flask-key)" \
+  smoke postgres-external "$CHART/ci/postgres-external-values.yaml" "postgres.databases.svc.cluster.local:5433=127.0.0.1:$PG_PORT"
 done_section
 
 printf '\n=== chart-test: all passed\n'

@@ -49,6 +49,12 @@ def test_every_yolov5_flag_has_an_env_twin() -> None:
     assert config.tag == {"team": "vision", "ticket": "ML-1"}
 
 
+def test_tags_as_json_object_carry_commas_and_non_strings() -> None:
+    """The chart passes training.tags as JSON: a comma in a value used to split it (exit 2)."""
+    config = parse([], {"TRAINER_TAGS": '{"note": "a,b", "team": "vision", "round": 2, "final": true}'})
+    assert config.tag == {"note": "a,b", "team": "vision", "round": "2", "final": "true"}
+
+
 def test_repeated_tag_flags_and_passthrough_args() -> None:
     config = parse(["--tag", "a=1", "--tag", "b=2", "--", "--cos-lr"])
     assert config.tag == {"a": "1", "b": "2"}
@@ -80,6 +86,7 @@ def test_run_name_uses_dataset_and_utc_time(data: str, expected: str) -> None:
         (["--wait-timeout", "soon"], {}, "--wait-timeout='soon' is not a number"),
         ([], {"TRAINER_SYSTEM_METRICS": "maybe"}, "TRAINER_SYSTEM_METRICS='maybe' is not valid"),
         ([], {"TRAINER_TAGS": "novalue"}, "TRAINER_TAGS='novalue' is not valid (expected KEY=VALUE"),
+        ([], {"TRAINER_TAGS": '{"a": 1'}, "TRAINER_TAGS='{\"a\": 1' is not valid (expected a JSON object"),
         (["--name", "a/b"], {}, "--name must be a plain folder name"),
     ],
 )

@@ -6,6 +6,7 @@ Precedence is flag > environment variable > default, so the chart's Job can pass
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -48,7 +49,15 @@ def _bool(text: str) -> bool:
 
 
 def _tags(text: str) -> dict[str, str]:
-    """Parses 'k=v,k2=v2' (env) or one 'k=v' (repeated flag)."""
+    """Parses a JSON object (what the chart sets: values may hold commas), 'k=v,k2=v2' (env) or one 'k=v' (flag)."""
+    if text.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"expected a JSON object: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("expected a JSON object")
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
     tags: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
@@ -81,7 +90,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--model-alias", str, "", "alias to point at the new model version (needs --register-model)"),
     Option("--wait-timeout", float, 120.0, "seconds to wait for the tracking server before giving up"),
     Option("--system-metrics", _bool, True, "log CPU/GPU/memory system metrics while training"),
-    Option("--tag", _tags, {}, "extra run tag KEY=VALUE (repeatable; env: comma-separated)", env="TRAINER_TAGS"),
+    Option("--tag", _tags, {}, "extra run tag KEY=VALUE (repeatable; env: comma-separated, or a JSON object)", env="TRAINER_TAGS"),
     Option("--extra-args", shlex.split, [], "more YOLOv5 train.py flags, e.g. '--cos-lr --label-smoothing 0.1'"),
 )
 

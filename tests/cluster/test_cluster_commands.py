@@ -5,7 +5,7 @@ network namespace with only loopback and the Service DNS names mapped to 127.0.0
 cluster would run them:
   PostgreSQL (Debian's, initialised like the postgres image does from the StatefulSet's env) and SeaweedFS S3 in
   place of the bundled MinIO (same credentials, same port) -> the create-bucket hook Job's container -> the server
-  Deployment's db-upgrade init container -> the server container (`mlflow server ...` as rendered) -> the `helm test`
+  Deployment's db-upgrade and auth-admin init containers -> the server container (`mlflow server ...` as rendered) -> the `helm test`
   pod's container -> the training Job's make-dataset init container and trainer container.
 Every command, argument, environment variable (from the rendered Secrets/ConfigMaps) and Service URI is the rendered
 one; only volume mount paths that do not exist here are redirected (rendered.py). Then: the run is FINISHED with one
@@ -152,6 +152,7 @@ def test_rendered_commands_train_against_real_postgres_s3_and_mlflow(tmp_path):
                                  "region_name='us-east-1').list_buckets()"]}, timeout=120),  # fmt: skip
             step("run", bucket, timeout=120),
             step("run", container_process(m, server, "db-upgrade", work, VENV_BIN), timeout=180),
+            step("run", container_process(m, server, "auth-admin", work, VENV_BIN), timeout=180),
             # ready as in the cluster: its /health answers (the readiness probe)
             step("daemon", container_process(m, server, "mlflow", work, VENV_BIN), timeout=180,
                  ready={"argv": [str(VENV_BIN / "python"), "-c",

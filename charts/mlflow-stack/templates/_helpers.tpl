@@ -122,6 +122,16 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- end -}}
 
+{{/* TCP port of the S3 endpoint (for egress rules): the URL's port, else 80 for http, else 443 (also AWS S3). */}}
+{{- define "mlflow-stack.s3.port" -}}
+{{- $url := urlParse (include "mlflow-stack.s3.endpoint" . | default "https://s3.amazonaws.com") -}}
+{{- if contains ":" $url.host -}}
+{{- splitList ":" $url.host | last -}}
+{{- else -}}
+{{- ternary 80 443 (eq $url.scheme "http") -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Artifact destination: s3://<bucket>[/<prefix>]. */}}
 {{- define "mlflow-stack.artifactsDestination" -}}
 {{- printf "s3://%s" .Values.artifacts.bucket -}}{{ with .Values.artifacts.prefix }}/{{ . }}{{ end -}}
@@ -229,8 +239,12 @@ affinity:
 {{- end }}
 {{- end -}}
 
-{{/* S3 client settings besides the credentials Secret: region and TLS skip (server and bucket hook). */}}
+{{/* S3 client settings besides the keys, as plain env (also with artifacts.s3.existingSecret): endpoint, region, TLS skip. */}}
 {{- define "mlflow-stack.s3.env" -}}
+{{- with include "mlflow-stack.s3.endpoint" . }}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.artifacts.s3.region }}
 - name: AWS_DEFAULT_REGION
   value: {{ . | quote }}
@@ -238,6 +252,27 @@ affinity:
 {{- if .Values.artifacts.s3.ignoreTls }}
 - name: MLFLOW_S3_IGNORE_TLS
   value: "true"
+{{- end }}
+{{- end -}}
+
+{{/* Basic-auth settings of the server and its auth-admin init container (empty with server.auth.enabled=false). */}}
+{{- define "mlflow-stack.auth.serverEnv" -}}
+{{- $a := .Values.server.auth -}}
+{{- if $a.enabled -}}
+- name: MLFLOW_AUTH_CONFIG_PATH
+  value: /etc/mlflow-auth/basic_auth.ini
+- name: MLFLOW_AUTH_ADMIN_USERNAME
+  value: {{ $a.adminUsername | quote }}
+- name: MLFLOW_AUTH_ADMIN_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlflow-stack.auth.secretName" . }}
+      key: {{ $a.adminPasswordKey }}
+- name: MLFLOW_FLASK_SERVER_SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlflow-stack.auth.secretName" . }}
+      key: {{ $a.flaskSecretKeyKey }}
 {{- end }}
 {{- end -}}
 

@@ -19,6 +19,9 @@
   {{- if and $pg.bundled $pg.host -}}
     {{- $errors = append $errors "backend.postgresql.host must be empty when backend.postgresql.bundled=true (set bundled=false to use an external server)" -}}
   {{- end -}}
+  {{- if and $pg.bundled $pg.sslMode -}}
+    {{- $errors = append $errors (printf "backend.postgresql.sslMode=%s applies to an external server only: the bundled PostgreSQL has SSL off (leave it empty)" $pg.sslMode) -}}
+  {{- end -}}
 {{- end -}}
 {{- if and $pg.password $pg.existingSecret -}}
   {{- $errors = append $errors "backend.postgresql.password and backend.postgresql.existingSecret are exclusive: the password comes from one place" -}}
@@ -32,6 +35,9 @@
 {{- if ne (empty $s3.accessKeyId) (empty $s3.secretAccessKey) -}}
   {{- $errors = append $errors "artifacts.s3.accessKeyId and artifacts.s3.secretAccessKey must be set together" -}}
 {{- end -}}
+{{- if not (or $v.objectStore.enabled $s3.endpointUrl $s3.accessKeyId $s3.existingSecret $v.serviceAccount.annotations (ne $v.artifacts.bucket "mlflow")) -}}
+  {{- $errors = append $errors "objectStore.enabled=false leaves no usable artifact store: set artifacts.s3.endpointUrl, artifacts.s3.accessKeyId/secretAccessKey or artifacts.s3.existingSecret, an IRSA role in serviceAccount.annotations, or an artifacts.bucket of your own (on AWS the default bucket name mlflow belongs to someone else)" -}}
+{{- end -}}
 {{- if and $v.objectStore.enabled $s3.endpointUrl -}}
   {{- $errors = append $errors "artifacts.s3.endpointUrl must be empty when objectStore.enabled=true (the bundled store's Service is used)" -}}
 {{- end -}}
@@ -43,6 +49,9 @@
 {{- end -}}
 {{- if and $s.metrics.serviceMonitor.enabled (not $s.metrics.enabled) -}}
   {{- $errors = append $errors "server.metrics.serviceMonitor.enabled=true needs server.metrics.enabled=true (nothing to scrape otherwise)" -}}
+{{- end -}}
+{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.serverFrom) (or $v.ingress.enabled $s.metrics.serviceMonitor.enabled) -}}
+  {{- $errors = append $errors (printf "networkPolicy.serverFrom is empty while %s: the server's NetworkPolicy would block the ingress controller/Prometheus; add their namespace (namespaceSelector) to networkPolicy.serverFrom" (ternary "ingress.enabled=true" "server.metrics.serviceMonitor.enabled=true" $v.ingress.enabled)) -}}
 {{- end -}}
 {{- if $v.ingress.enabled -}}
   {{- if not $v.ingress.hosts -}}

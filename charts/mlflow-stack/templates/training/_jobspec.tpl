@@ -64,7 +64,7 @@ template:
           {{- end }}
           {{- with $t.tags }}
           - name: TRAINER_TAGS
-            value: {{ $tags := list }}{{ range $k, $v := . }}{{ $tags = append $tags (printf "%s=%v" $k $v) }}{{ end }}{{ join "," $tags | quote }}
+            value: {{ toJson . | quote }}
           {{- end }}
           {{- with $t.yoloExtraArgs }}
           - name: TRAINER_EXTRA_ARGS
@@ -87,6 +87,7 @@ template:
           - name: HOME
             value: /tmp
           {{- with include "mlflow-stack.trackingAuthEnv" . | trim }}{{ . | nindent 10 }}{{ end }}
+          {{- with include "mlflow-stack.s3.env" . | trim }}{{ . | nindent 10 }}{{ end }}
           {{- with $t.extraEnv }}
           {{- toYaml . | nindent 10 }}
           {{- end }}

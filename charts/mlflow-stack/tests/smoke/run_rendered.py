@@ -5,11 +5,13 @@ Usage: python run_rendered.py RENDERED.yaml WORKDIR [FROM=TO ...]
 FROM=TO pairs rewrite text in args and env, e.g. the bundled PostgreSQL's Service address to a local server's
 (`t-mlflow-stack-postgresql.ml.svc.cluster.local:5432=127.0.0.1:54329`).
 
-Takes the server Deployment of a `helm template` output (SQLite backend): runs its db-upgrade init container script, then
+Takes the server Deployment of a `helm template` output: runs its init containers (db-upgrade, auth-admin), then
 `mlflow server` with the chart's args and env (Secrets and the basic-auth ConfigMap resolved from the same render), and
 checks what a cluster would see:
   - the Service DNS names the chart puts in --allowed-hosts are accepted, an unknown Host gets 403;
   - with basic auth, anonymous API calls get 401 and the generated admin password works;
+  - with a ServiceMonitor, its scrape (path, basic auth) answers 200;
+  - with SMOKE_S3_ENDPOINT set, the server's environment points boto3 at that S3 endpoint;
   - the `helm test` pod's script (from the render) passes: /health, a run with a param and a metric logged and read back.
 With SMOKE_TRAIN=1 it also runs the rendered training Job's containers (init container, then `trainer train` with the
 Job's TRAINER_* environment and the downward-API values filled in) against that server, and checks the finished run.
@@ -20,6 +22,7 @@ the S3 artifact destination -> a local directory (no S3 here).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -40,11 +43,15 @@ def find(docs, kind, component):
     raise SystemExit(f"smoke: no {kind} with component {component} in the render")
 
 
-def resolve_env(env_list, docs, rewrite):
-    """EnvVar list -> dict; secretKeyRef values come from the Secrets in the same render."""
+def resolve_env(container, docs, rewrite):
+    """The container's env as the kubelet builds it: envFrom Secrets, then env (which wins); secretKeyRef values come
+    from the Secrets in the same render (existing Secrets are appended to it by ci/chart-test.sh)."""
     secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "Secret"}
     env = {}
-    for item in env_list or []:
+    for src in container.get("envFrom") or []:
+        if "secretRef" in src:
+            env.update({k: base64.b64decode(v).decode() for k, v in secrets[src["secretRef"]["name"]].items()})
+    for item in container.get("env") or []:
         if "value" in item:
             env[item["name"]] = rewrite(str(item["value"]))
         elif "secretKeyRef" in item.get("valueFrom", {}):
@@ -82,7 +89,7 @@ def train(docs, work: Path, base: str, base_env: dict, rewrite) -> None:
         return rewrite(text).replace("/workspace", str(workspace))
 
     for c in [*spec.get("initContainers", []), *spec["containers"]]:
-        env = {**base_env, **{k: fix(v) for k, v in resolve_env(c.get("env"), docs, rewrite).items()}, **fake_downward}
+        env = {**base_env, **{k: fix(v) for k, v in resolve_env(c, docs, rewrite).items()}, **fake_downward}
         if c["name"] == "trainer":
             env["MLFLOW_TRACKING_URI"] = base
         subprocess.run([trainer, *[fix(a) for a in c["args"]]], env=env, cwd=workspace, check=True, timeout=900)
@@ -97,10 +104,29 @@ def train(docs, work: Path, base: str, base_env: dict, rewrite) -> None:
     assert run.info.status == "FINISHED", run.info.status
     assert run.data.tags.get("k8s.job") == job["metadata"]["name"], run.data.tags
     assert run.data.tags.get("image") == trainer_env["TRAINER_IMAGE"], run.data.tags
+    for key, value in json.loads(trainer_env.get("TRAINER_TAGS") or "{}").items():  # training.tags, commas included
+        assert run.data.tags.get(key) == value, (key, run.data.tags)
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "metrics/mAP_0.5")]
     assert steps == list(range(epochs)), steps
     print(f"smoke: training Job ran as rendered: run {run.info.run_id} FINISHED in experiment "
           f"{exp.name!r}, {epochs} epochs logged, tags k8s.job/image from the Job")
+
+
+def scrape(docs, root: str) -> None:
+    """Scrapes the server as the rendered ServiceMonitor would (path, basic auth from the Secrets)."""
+    monitor = next((d for d in docs if d.get("kind") == "ServiceMonitor"), None)
+    if monitor is None:
+        return
+    endpoint = monitor["spec"]["endpoints"][0]
+    secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "Secret"}
+    creds = None
+    if "basicAuth" in endpoint:
+        creds = tuple(base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+                      for ref in (endpoint["basicAuth"]["username"], endpoint["basicAuth"]["password"]))
+        assert request(root + endpoint["path"]) == 401, "anonymous scrape was not refused"
+    status = request(root + endpoint["path"], auth=creds)
+    assert status == 200, f"ServiceMonitor scrape of {endpoint['path']} got {status}"
+    print(f"smoke: the ServiceMonitor's scrape of {endpoint['path']} answers 200{' with basic auth' if creds else ''}")
 
 
 def main() -> int:
@@ -109,7 +135,7 @@ def main() -> int:
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
     deploy = find(docs, "Deployment", "server")
     pod = deploy["spec"]["template"]["spec"]
-    init, main_c = pod["initContainers"][0], pod["containers"][0]
+    main_c = pod["containers"][0]
     data, artifacts = work / "data", work / "artifacts"
     data.mkdir(parents=True, exist_ok=True)
     with socket.socket() as s:
@@ -122,9 +148,20 @@ def main() -> int:
         return text
 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
-    # db-upgrade init container: its own script and env.
-    init_env = dict(base_env, **resolve_env(init["env"], docs, rewrite))
-    subprocess.run([*init["command"], init["args"][0]], env=init_env, check=True, timeout=300)
+    ini = work / "basic_auth.ini"
+
+    def container_env(container) -> dict:
+        env = dict(base_env, **resolve_env(container, docs, rewrite))
+        if "MLFLOW_AUTH_CONFIG_PATH" in env:  # the ConfigMap the chart mounts at /etc/mlflow-auth
+            cm = next(d for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"].endswith("-auth"))
+            ini.write_text(rewrite(cm["data"]["basic_auth.ini"]))
+            env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+        return env
+
+    # init containers in order (db-upgrade; auth-admin with basic auth), each with its own script and env
+    for init in pod.get("initContainers", []):
+        subprocess.run([*init["command"], *map(rewrite, init["args"])], env=container_env(init), check=True, timeout=600)
+        print(f"smoke: init container {init['name']} ran as rendered")
 
     args = []
     for arg in main_c["args"]:
@@ -134,19 +171,21 @@ def main() -> int:
             arg = f"--port={port}"
         elif arg == "--host=0.0.0.0":
             arg = "--host=127.0.0.1"
+        elif arg.startswith("--expose-prometheus="):  # the pod's /tmp; several smokes may run at once here
+            arg = f"--expose-prometheus={work / 'prometheus'}"
         args.append(rewrite(arg))
-    env = dict(base_env, **resolve_env(main_c["env"], docs, rewrite))
-    if "MLFLOW_AUTH_CONFIG_PATH" in env:  # the ConfigMap the chart mounts at /etc/mlflow-auth
-        cm = next(d for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"].endswith("-auth"))
-        ini = work / "basic_auth.ini"
-        ini.write_text(rewrite(cm["data"]["basic_auth.ini"]))
-        env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+    env = container_env(main_c)
+    expected_endpoint = os.environ.get("SMOKE_S3_ENDPOINT")
+    if expected_endpoint is not None:  # what boto3 in the server would talk to (env and envFrom resolved)
+        assert env.get("MLFLOW_S3_ENDPOINT_URL") == expected_endpoint, env.get("MLFLOW_S3_ENDPOINT_URL")
+        print(f"smoke: the server talks to S3 at {expected_endpoint}")
     prefix = next((a.split("=", 1)[1] for a in args if a.startswith("--static-prefix=")), "")
     base = f"http://127.0.0.1:{port}{prefix}"
     log = (work / "server.log").open("w")
     server = subprocess.Popen([*main_c["command"], *args], env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(180):
+        deadline = time.monotonic() + 600  # a loaded CI machine needs minutes to import mlflow in every worker
+        while time.monotonic() < deadline:
             if server.poll() is not None:
                 raise SystemExit(f"smoke: mlflow server exited {server.returncode}; see {work}/server.log")
             if request(f"{base}/health") == 200:
@@ -168,9 +207,10 @@ def main() -> int:
         if auth:
             assert request(api) == 401, "anonymous API call was not refused"
             print("smoke: basic auth refuses anonymous calls and accepts the generated admin password")
+        scrape(docs, f"http://127.0.0.1:{port}")
 
         test_pod = find(docs, "Pod", "test")["spec"]["containers"][0]
-        test_env = {**base_env, **resolve_env(test_pod["env"], docs, rewrite), "MLFLOW_TRACKING_URI": base}
+        test_env = {**base_env, **resolve_env(test_pod, docs, rewrite), "MLFLOW_TRACKING_URI": base}
         subprocess.run([sys.executable, "-c", test_pod["args"][0]], env=test_env, check=True, timeout=120)
         if os.environ.get("SMOKE_TRAIN") == "1":
             train(docs, work, base, base_env, rewrite)
