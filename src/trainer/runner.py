@@ -129,6 +129,7 @@ def run_tags(config: TrainConfig, env: Mapping[str, str]) -> dict[str, str]:
         "mlflow.source.type": "JOB",
     }
     tags.update({tag: env[var] for var, tag in ENV_TAGS.items() if env.get(var)})
+    tags.update({k: v for k, v in (("sweep", config.sweep), ("variant", config.variant)) if v})
     tags.update(config.tag)  # the user's --tag wins
     return tags
 
