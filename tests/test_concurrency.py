@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from harness import MlflowServer, Postgres, S3, chart_server_workers, trainer_cmd, trainer_env
 
-pytestmark = pytest.mark.slow
+# Eight trainings share the machine's cores: on 2 busy cores one round takes 10+ minutes, beyond the default limit.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 RUNS = 8
 EPOCHS = 2
