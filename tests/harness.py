@@ -105,17 +105,18 @@ class MlflowServer:
     workdir: Path
     env: dict[str, str]
     port: int = field(default_factory=free_port)
+    workers: int = 1
     proc: Proc | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "MlflowServer":
+    def start(self, timeout: float = 300) -> "MlflowServer":  # a loaded 2-core machine needs minutes
         argv = [
             str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
             "--backend-store-uri", self.backend_uri, "--serve-artifacts", "--artifacts-destination", self.artifacts,
-            "--workers", "1",
+            "--workers", str(self.workers),
         ]  # fmt: skip
         self.proc = Proc(argv, self.workdir / "server.log", self.env)
         wait_until(lambda: http_ok(self.url + "/health"), timeout, "mlflow server", self.proc)
@@ -130,11 +131,13 @@ class MlflowServer:
 def mlflow_server_factory(tmp_path: Path) -> Iterator[Callable[..., MlflowServer]]:
     servers: list[MlflowServer] = []
 
-    def start(backend_uri: str | None = None, artifacts: str | None = None, env: dict[str, str] | None = None) -> MlflowServer:
+    def start(backend_uri: str | None = None, artifacts: str | None = None, env: dict[str, str] | None = None,
+              workers: int = 1) -> MlflowServer:  # fmt: skip
         workdir = tmp_path / f"server{len(servers)}"
         workdir.mkdir()
         server = MlflowServer(
-            backend_uri or f"sqlite:///{workdir / 'mlflow.db'}", artifacts or str(workdir / "artifacts"), workdir, env or {}
+            backend_uri or f"sqlite:///{workdir / 'mlflow.db'}", artifacts or str(workdir / "artifacts"), workdir, env or {},
+            workers=workers,
         )
         servers.append(server)
         return server.start()
@@ -282,6 +285,14 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_train_args(data: Path, epochs: int = 2) -> list[str]:
     return ["--data", str(data), "--weights", "", "--cfg", "yolov5n.yaml", "--imgsz", "128", "--batch-size", "8",
             "--epochs", str(epochs), "--workers", "0", "--system-metrics", "false"]  # fmt: skip
+
+
+def chart_server_workers() -> int:
+    """The uvicorn worker count the chart gives `mlflow server` (server.workers): concurrency tests use the same."""
+    import yaml
+
+    values = yaml.safe_load((REPO / "charts" / "mlflow-stack" / "values.yaml").read_text())
+    return int(values["server"]["workers"])
 
 
 def trainer_cmd(*args: str) -> list[str]:

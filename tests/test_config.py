@@ -100,3 +100,15 @@ def test_tracking_uri_is_required() -> None:
     args = build_parser().parse_args(["train"])
     with pytest.raises(ConfigError, match="--mlflow-uri \\(or MLFLOW_TRACKING_URI\\) is required"):
         resolve(args, {}, now=NOW)
+
+
+def test_sweep_and_variant_tag_the_run_and_name_it() -> None:
+    from trainer.runner import run_tags
+
+    config = parse(["--variant", "adam"], {"TRAINER_SWEEP": "optimizers"})
+    assert (config.run_name, config.name) == ("adam", "adam")
+    tags = run_tags(config, {})
+    assert (tags["sweep"], tags["variant"]) == ("optimizers", "adam")
+    assert parse(["--variant", "adam", "--run-name", "mine"]).run_name == "mine"
+    plain = parse([])
+    assert "sweep" not in run_tags(plain, {}) and "variant" not in run_tags(plain, {})

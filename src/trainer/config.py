@@ -85,7 +85,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--name", str, "", "YOLOv5 run folder name (default: the MLflow run name)"),
     Option("--mlflow-uri", str, "", "MLflow tracking URI", env="MLFLOW_TRACKING_URI"),
     Option("--experiment", str, DEFAULT_EXPERIMENT, "MLflow experiment name", env="MLFLOW_EXPERIMENT_NAME"),
-    Option("--run-name", str, "", "MLflow run name (default: yolov5-<dataset>-<UTC yyyymmdd-HHMMSS>)"),
+    Option("--run-name", str, "", "MLflow run name (default: the --variant, else yolov5-<dataset>-<UTC yyyymmdd-HHMMSS>)"),
+    Option("--sweep", str, "", "sweep (group of runs compared together), recorded as the run tag `sweep`"),
+    Option("--variant", str, "", "this run's variant in the sweep: the run tag `variant` and the default run name"),
     Option("--register-model", str, "", "register best.pt as a version of this registered model"),
     Option("--model-alias", str, "", "alias to point at the new model version (needs --register-model)"),
     Option("--wait-timeout", float, 120.0, "seconds to wait for the tracking server before giving up"),
@@ -117,6 +119,8 @@ class TrainConfig:
     mlflow_uri: str
     experiment: str
     run_name: str
+    sweep: str
+    variant: str
     register_model: str
     model_alias: str
     wait_timeout: float
@@ -172,7 +176,7 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str], now: datetime | No
             values[opt.dest] = opt.default
     values["extra_args"] = list(values["extra_args"]) + list(getattr(args, "yolo_args", None) or [])
     if not values["run_name"]:
-        values["run_name"] = default_run_name(values["data"], now)
+        values["run_name"] = values["variant"] or default_run_name(values["data"], now)
     if not values["name"]:
         values["name"] = values["run_name"]
     config = TrainConfig(**values)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, Mapping
 
 import yaml
 
+from trainer.bookkeeping import Bookkeeping
 from trainer.config import TrainConfig, dataset_label
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def run_tags(config: TrainConfig, env: Mapping[str, str]) -> dict[str, str]:
         "mlflow.source.type": "JOB",
     }
     tags.update({tag: env[var] for var, tag in ENV_TAGS.items() if env.get(var)})
+    tags.update({k: v for k, v in (("sweep", config.sweep), ("variant", config.variant)) if v})
     tags.update(config.tag)  # the user's --tag wins
     return tags
 
@@ -184,17 +186,27 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Chil
 
     tracking.wait_for_server(config.mlflow_uri, config.wait_timeout)
     client = MlflowClient(config.mlflow_uri)
-    experiment_id = tracking.get_or_create_experiment(client, config.experiment)
-    run_id = client.create_run(experiment_id, run_name=config.run_name, tags=run_tags(config, env)).info.run_id
+    # Runs started together race to create the experiment and their rows: each call is retried (tracking.retry).
+    setup_deadline = time.monotonic() + config.wait_timeout
+    experiment_id = tracking.get_or_create_experiment(client, config.experiment, setup_deadline)
+    run_id = tracking.retry(
+        "creating the run",
+        lambda: client.create_run(experiment_id, run_name=config.run_name, tags=run_tags(config, env)).info.run_id,
+        setup_deadline, transient=tracking.is_transient,
+    )  # fmt: skip
     log.info("MLflow run %s (%s) in experiment %r at %s", run_id, config.run_name, config.experiment, config.mlflow_uri)
     outcome = Outcome("FAILED", 1, run_id)
     watcher = ResultsWatcher(config.save_dir / "results.csv", client, run_id)
+    book = Bookkeeping(max(config.wait_timeout, FINISH_SECONDS_MIN))
     monitor = None
     try:
-        client.log_inputs(run_id, datasets=[tracking.dataset_input(config.data, dataset_label(config.data))])
+        dataset = tracking.dataset_input(config.data, dataset_label(config.data))
+        book.attempt("logging the dataset input", lambda: client.log_inputs(run_id, datasets=[dataset]))
         device, gpu = child.device(signals) or (config.device, False)
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in device_tags(device, gpu).items()])
-        tracking.log_params(client, run_id, run_params(config, device, hyp))
+        tags = [RunTag(k, v) for k, v in device_tags(device, gpu).items()]
+        book.attempt("logging the device tags", lambda: client.log_batch(run_id, tags=tags))
+        params = run_params(config, device, hyp)
+        book.attempt("logging the parameters", lambda: tracking.log_params(client, run_id, params))
         child.go()  # params are in: training may start
         monitor = _system_metrics(run_id, config) if config.system_metrics else None
         returncode = child.wait(watcher, signals)
@@ -210,7 +222,7 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Chil
     finally:
         if monitor is not None:
             monitor.finish()
-    _finish(client, config, outcome, watcher, log_file)
+    _finish(client, config, outcome, watcher, log_file, book)
     if watcher.rows:
         outcome.metrics = dict(watcher.rows[-1].values)
     return outcome
@@ -278,7 +290,8 @@ def _pump(stream: BinaryIO, tee: Tee) -> None:
         tee.write(chunk)
 
 
-def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher, log_file: Path) -> None:
+def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher, log_file: Path,
+            book: Bookkeeping) -> None:  # fmt: skip
     """Final metrics, artifacts, optional registration, then the run's end status, riding out server restarts."""
     from trainer import tracking
 
@@ -289,20 +302,23 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
     log.info("run ends %s; uploading artifacts", outcome.status)
     try:
         tracking.upload_artifacts(client, outcome.run_id, log_file, config.save_dir, deadline)
-        best = config.save_dir / "weights" / "best.pt"
-        if outcome.status == "FINISHED" and config.register_model and best.exists():
-            version = tracking.retry(
-                "registering the model",
-                lambda: tracking.register_model(client, outcome.run_id, config.register_model, config.model_alias),
-                deadline,
-            )
-            client.set_tag(outcome.run_id, "registered_model", f"{config.register_model}/{version}")
+    except Exception as exc:  # noqa: BLE001 - the status below must still be set
+        log.error("could not upload artifacts: %s", tracking.first_line(exc))
+        if outcome.status == "FINISHED":  # without its weights the run is of no use
+            outcome.status, outcome.exit_code = "FAILED", 1
+    best = config.save_dir / "weights" / "best.pt"
+    if outcome.status == "FINISHED" and config.register_model and best.exists():
+        # Bookkeeping: a version that cannot be registered leaves a good training FINISHED, with a warning.
+        version = book.attempt(
+            "registering the model",
+            lambda: tracking.register_model(client, outcome.run_id, config.register_model, config.model_alias),
+        )
+        if version is not None:
+            book.attempt("tagging the registered version",
+                         lambda: client.set_tag(outcome.run_id, "registered_model", f"{config.register_model}/{version}"))
             log.info("registered %s version %s%s", config.register_model, version,
                      f" as @{config.model_alias}" if config.model_alias else "")  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - the status below must still be set
-        log.error("could not upload artifacts or register the model: %s", tracking.first_line(exc))
-        if outcome.status == "FINISHED":
-            outcome.status, outcome.exit_code = "FAILED", 1
+    book.record(client, outcome.run_id)
     # The log upload above misses these last lines; the status is what the UI shows first.
     tracking.retry("ending the run", lambda: client.set_terminated(outcome.run_id, outcome.status), deadline + 30)
 

@@ -55,31 +55,63 @@ def wait_for_server(uri: str, timeout: float, sleep: Callable[[float], None] = t
         delay = min(delay * 2, 10.0)
 
 
-def retry(what: str, action: Callable[[], T], deadline: float, interval: float = 2.0) -> T:
-    """Runs action until it succeeds or the deadline passes (then re-raises): rides out server restarts."""
+# What a server error says when another writer got in the way: a unique row inserted by two runs at once (SQLite,
+# PostgreSQL), a locked SQLite file, a deadlock or a serialization failure. The same call succeeds when repeated.
+_RACE_SIGNS = ("IntegrityError", "UNIQUE constraint", "duplicate key", "database is locked", "deadlock",
+               "could not serialize")  # fmt: skip
+_TRANSIENT_CODES = {"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "ABORTED", "DEADLINE_EXCEEDED"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: the server was unreachable or overloaded, or lost a race with a concurrent writer.
+    Anything else (refused credentials, an invalid value) fails the same way every time."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, OSError):  # connection refused or reset, timeouts (requests' errors are OSErrors too)
+        return True
+    if isinstance(exc, MlflowException):
+        return exc.error_code in _TRANSIENT_CODES or any(sign in str(exc.message) for sign in _RACE_SIGNS)
+    return False
+
+
+def retry(what: str, action: Callable[[], T], deadline: float, interval: float = 2.0,
+          transient: Callable[[Exception], bool] | None = None) -> T:  # fmt: skip
+    """Runs action until it succeeds or the deadline passes (then re-raises): rides out server restarts.
+    With `transient`, an error it does not accept is raised at once."""
     while True:
         try:
             return action()
         except Exception as exc:  # noqa: BLE001 - any failure of the remote call is worth a retry
-            if time.monotonic() + interval > deadline:
+            if (transient is not None and not transient(exc)) or time.monotonic() + interval > deadline:
                 raise
             log.warning("%s failed (%s); retrying in %.0f s", what, first_line(exc, 200), interval)
             time.sleep(interval)
 
 
-def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+def get_or_create_experiment(client: MlflowClient, name: str, deadline: float) -> str:
+    """The experiment's id, created if missing; runs started together race to create it, and all of them win."""
     from mlflow.exceptions import MlflowException
 
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name)
-    except MlflowException:  # another job created it between our two calls
+    def once() -> str:
         experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            raise
-        return experiment.experiment_id
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS" and not is_transient(exc):
+                raise
+            # Another run created it between our two calls (its commit may not be visible yet: then retry).
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return experiment.experiment_id
+
+    return retry(f"getting or creating experiment {name!r}", once, deadline, interval=1.0, transient=_lost_race)
+
+
+def _lost_race(exc: Exception) -> bool:
+    return is_transient(exc) or getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
@@ -128,7 +160,10 @@ def upload_artifacts(client: MlflowClient, run_id: str, log_file: Path, save_dir
 
 
 def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> str:
-    """Registers the run's weights folder (best.pt, last.pt) as a new model version; returns the version."""
+    """Registers the run's weights folder (best.pt, last.pt) as a new model version; returns the version.
+
+    Idempotent, so a caller may retry it whole: runs registering versions of one model at once race on the model's
+    creation and on the next version number, and a retry after a lost answer must not add a second version."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -136,7 +171,10 @@ def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> 
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, f"runs:/{run_id}/training-output/weights", run_id=run_id)
+    mine = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    version = mine[0].version if mine else client.create_model_version(
+        name, f"runs:/{run_id}/training-output/weights", run_id=run_id
+    ).version
     if alias:
-        client.set_registered_model_alias(name, alias, version.version)
-    return str(version.version)
+        client.set_registered_model_alias(name, alias, version)
+    return str(version)

@@ -243,3 +243,56 @@ def test_bad_values_are_refused_before_anything_is_created(cluster, helm, namesp
                               "-n", namespace, "-o", "name").stdout.split()  # fmt: skip
     leftovers = [n for n in created if n not in ("serviceaccount/default", "configmap/kube-root-ca.crt")]
     assert leftovers == [], f"objects created by a refused install: {leftovers}"
+
+
+SWEEP = {"training": {"sweepName": "optimizers", "params": {"weights": "", "cfg": "yolov5n.yaml", "device": "cpu"},
+                      "variants": {"sgd": {}, "adam": {"params": {"optimizer": "Adam"}},
+                                   "adamw": {"params": {"optimizer": "AdamW"}, "tags": {"note": "w"}}}}}  # fmt: skip
+
+
+def jobs_by_variant(cluster, ns: str) -> dict[str, tuple[str, str]]:
+    """variant -> (Job name, uid) of the namespace's training Jobs (each variant exactly once)."""
+    jobs = training_jobs(cluster, ns)
+    by_variant = {j["metadata"]["labels"]["mlflow-stack/variant"]: (j["metadata"]["name"], j["metadata"]["uid"]) for j in jobs}
+    assert len(by_variant) == len(jobs), [j["metadata"]["name"] for j in jobs]
+    return by_variant
+
+
+def test_sweep_installs_one_job_per_variant_and_an_upgrade_replaces_only_the_changed_one(cluster, helm, namespace, tmp_path):
+    from trainer.cli import build_parser
+    from trainer.config import resolve
+    from trainer.runner import run_tags
+
+    ns = ["-n", namespace]
+    values = tmp_path / "sweep.yaml"
+    values.write_text(yaml.safe_dump(SWEEP))
+    helm("install", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
+    first = jobs_by_variant(cluster, namespace)
+    assert sorted(first) == ["adam", "adamw", "sgd"]
+    for name, _ in first.values():
+        cluster.wait("--for=condition=Complete", f"job/{name}", *ns)
+    # what each Job's trainer makes of its environment: a run named after the variant, in the sweep
+    for variant, (name, _) in first.items():
+        [trainer] = cluster.get(f"job/{name}", *ns)["spec"]["template"]["spec"]["containers"]
+        env = {k: v for k, v in env_of(trainer).items() if v is not None}
+        config = resolve(build_parser().parse_args(["train"]), env)
+        tags = run_tags(config, env)
+        assert (config.run_name, tags["variant"], tags["sweep"]) == (variant, variant, "optimizers")
+        assert config.optimizer == {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}[variant]
+
+    # change one variant: exactly one new Job (that variant's); the finished others are the same objects
+    values.write_text(yaml.safe_dump({**SWEEP, "training": {**SWEEP["training"], "variants": {
+        **SWEEP["training"]["variants"], "adam": {"params": {"optimizer": "Adam", "epochs": 9}}}}}))  # fmt: skip
+    helm("upgrade", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
+    second = jobs_by_variant(cluster, namespace)
+    assert {v: second[v] for v in ("sgd", "adamw")} == {v: first[v] for v in ("sgd", "adamw")}
+    assert second["adam"][0] != first["adam"][0]
+    assert {uid for _, uid in second.values()} - {uid for _, uid in first.values()} == {second["adam"][1]}
+    cluster.wait("--for=condition=Complete", f"job/{second['adam'][0]}", *ns)
+
+    # remove one variant: its Job goes, the others stay as they are
+    values.write_text(yaml.safe_dump({**SWEEP, "training": {**SWEEP["training"], "variants": {
+        "sgd": {}, "adam": {"params": {"optimizer": "Adam", "epochs": 9}}}}}))  # fmt: skip
+    helm("upgrade", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
+    cluster.wait_until("the removed variant's Job to be deleted", lambda: "adamw" not in jobs_by_variant(cluster, namespace))
+    assert jobs_by_variant(cluster, namespace) == {v: second[v] for v in ("sgd", "adam")}

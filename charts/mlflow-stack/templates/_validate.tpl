@@ -68,15 +68,28 @@
   {{- end -}}
 {{- end -}}
 {{- if $v.training.enabled -}}
-  {{- $p := $v.training.params -}}
+  {{- /* each Job's training values: the shared ones, or each sweep variant's merged over them */ -}}
+  {{- $jobs := list (dict "path" "training" "t" $v.training) -}}
+  {{- with $v.training.variants -}}
+    {{- $jobs = list -}}
+    {{- range $name := keys . | sortAlpha -}}
+      {{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$" $name) -}}
+        {{- $errors = append $errors (printf "training.variants.%s: a variant name is part of Kubernetes names: lowercase letters, digits and '-', at most 20 characters" $name) -}}
+      {{- end -}}
+      {{- $jobs = append $jobs (dict "path" (printf "training.variants.%s" $name) "t" (include "mlflow-stack.training.variantValues" (dict "t" $v.training "name" $name) | fromJson)) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- range $jobs -}}
+  {{- $p := .t.params -}}
   {{- if and (kindIs "string" $p.weights) (not $p.weights) (not $p.cfg) -}}
-    {{- $errors = append $errors "training.params.cfg is required when training.params.weights is empty (training from scratch), e.g. cfg: yolov5n.yaml" -}}
+    {{- $errors = append $errors (printf "%s.params.cfg is required when %s.params.weights is empty (training from scratch), e.g. cfg: yolov5n.yaml" .path .path) -}}
   {{- end -}}
   {{- if and $p.modelAlias (not $p.registerModel) -}}
-    {{- $errors = append $errors "training.params.modelAlias needs training.params.registerModel (an alias points at a registered model version)" -}}
+    {{- $errors = append $errors (printf "%s.params.modelAlias needs %s.params.registerModel (an alias points at a registered model version)" .path .path) -}}
   {{- end -}}
-  {{- if and (contains "nvidia.com/gpu" (toJson $v.training.resources.limits)) (eq (toString $p.device) "cpu") -}}
-    {{- $errors = append $errors "training.params.device=cpu while training.resources.limits requests nvidia.com/gpu: use device auto or 0" -}}
+  {{- if and (contains "nvidia.com/gpu" (toJson .t.resources.limits)) (eq (toString $p.device) "cpu") -}}
+    {{- $errors = append $errors (printf "%s.params.device=cpu while %s.resources.limits requests nvidia.com/gpu: use device auto or 0" .path .path) -}}
+  {{- end -}}
   {{- end -}}
 {{- end -}}
 {{- with $errors -}}

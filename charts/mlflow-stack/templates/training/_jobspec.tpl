@@ -12,6 +12,9 @@ template:
   metadata:
     labels:
       {{- include "mlflow-stack.selectorLabels" (dict "ctx" . "component" "training") | nindent 6 }}
+      {{- with $t.variant }}
+      mlflow-stack/variant: {{ . }}
+      {{- end }}
       {{- with $t.podLabels }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -65,6 +68,12 @@ template:
           {{- with $t.tags }}
           - name: TRAINER_TAGS
             value: {{ toJson . | quote }}
+          {{- end }}
+          {{- with $t.variant }}
+          - name: TRAINER_VARIANT
+            value: {{ . | quote }}
+          - name: TRAINER_SWEEP
+            value: {{ $t.sweepName | default (include "mlflow-stack.fullname" $) | quote }}
           {{- end }}
           {{- with $t.yoloExtraArgs }}
           - name: TRAINER_EXTRA_ARGS
