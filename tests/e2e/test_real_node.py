@@ -34,7 +34,7 @@ def small(tmp_path, **extra) -> str:
                                                              "--imgsz", "128"]},  # fmt: skip
             "params": {"weights": "", "cfg": "yolov5n.yaml", "imgsz": 128, "epochs": 3, "batchSize": 8,
                        "workers": 0, "device": "cpu", "systemMetrics": False},  # fmt: skip
-            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": None, "memory": "6Gi"}},
+            "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "6Gi"}},
             "backoffLimit": 0,
         },
         "server": {"image": {"pullPolicy": "Never"}, "resources": {"requests": {"cpu": "100m"}}},
