@@ -111,7 +111,7 @@ class MlflowServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "MlflowServer":
+    def start(self, timeout: float = 300) -> "MlflowServer":  # a deadline: on a loaded 2-core machine it took > 120 s
         argv = [
             str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(self.port),
             "--backend-store-uri", self.backend_uri, "--serve-artifacts", "--artifacts-destination", self.artifacts,
