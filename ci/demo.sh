@@ -30,6 +30,7 @@ trainer train --mlflow-uri "$URL" --data synth128/data.yaml --weights '' --cfg y
 python - "$URL" <<'PY'
 import sys
 from mlflow.tracking import MlflowClient
+from trainer.tracking import run_link
 url = sys.argv[1]
 client = MlflowClient(url)
 exp = client.get_experiment_by_name("yolov5-coco128-demo")
@@ -39,7 +40,7 @@ print("\n=== mlflow-stack demo ===")
 print(f"run id      : {run.info.run_id} ({run.info.run_name}, {run.info.status})")
 print(f"final mAP   : mAP@0.5={m.get('metrics/mAP_0.5', float('nan')):.4f}  mAP@0.5:0.95={m.get('metrics/mAP_0.5_0.95', float('nan')):.4f}")
 print(f"weights     : {run.info.artifact_uri}/training-output/weights/best.pt")
-print(f"MLflow UI   : {url}/#/experiments/{exp.experiment_id}/runs/{run.info.run_id}")
+print(f"MLflow UI   : {run_link(url, exp.experiment_id, run.info.run_id)}")
 PY
 if [ "${KEEP_SERVER:-0}" = 1 ]; then
   echo "server kept running (pid $(cat "$W/server.pid")); stop it with: kill \$(cat .work/demo/server.pid)"

@@ -6,12 +6,13 @@ source ci/versions.env
 stamp=".venv/.installed-$(cat pyproject.toml ci/versions.env | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && exit 0
 
-# System libraries: libGL/glib for opencv (a yolov5 dependency), PostgreSQL for the integration tests.
+# System packages: libGL/glib for opencv (a yolov5 dependency), PostgreSQL for the integration tests, Chromium for the UI test.
 missing=()
 ldconfig -p | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 ldconfig -p | grep -q 'libglib-2.0.so.0 ' || missing+=(libglib2.0-0)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v unshare >/dev/null || missing+=(util-linux)
+command -v chromium >/dev/null || missing+=(chromium)  # headless browser of tests/test_ui.py
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

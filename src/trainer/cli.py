@@ -61,11 +61,13 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer import runner, tracking
+    from trainer import downloads, runner, tracking
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         config = cfg.resolve(args, os.environ)
+        # Offline, YOLOv5 would retry a weights/dataset download for minutes: find out in seconds, before any run.
+        downloads.check(config, runner.yolov5_root())
     except cfg.ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 # Variables that switch off network side-trips of yolov5/ultralytics/huggingface/mlflow.
@@ -23,6 +24,21 @@ OFFLINE_ENV = {
     "GIT_PYTHON_REFRESH": "quiet",  # gitpython is imported by yolov5; the image has no git
     "WANDB_MODE": "disabled",
 }
+
+
+# Deprecation warnings raised by yolov5 7.0.14's own calls (message, category, module that calls): nothing a user
+# can act on, and the autocast one is printed once per batch into the console, `kubectl logs` and train.log.
+KNOWN_WARNINGS = (
+    (r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated", FutureWarning, r"yolov5(\.|$)"),
+    (r"`torch\.cuda\.amp\.GradScaler\(args\.\.\.\)` is deprecated", FutureWarning, r"yolov5(\.|$)"),
+    (r"pkg_resources is deprecated as an API", UserWarning, r"yolov5(\.|$)"),
+)
+
+
+def quiet_known_warnings() -> None:
+    """Ignores exactly KNOWN_WARNINGS; every other warning is still printed."""
+    for message, category, module in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
 
 
 def config_dir() -> Path:

@@ -194,7 +194,8 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Chil
         lambda: client.create_run(experiment_id, run_name=config.run_name, tags=run_tags(config, env)).info.run_id,
         setup_deadline, transient=tracking.is_transient,
     )  # fmt: skip
-    log.info("MLflow run %s (%s) in experiment %r at %s", run_id, config.run_name, config.experiment, config.mlflow_uri)
+    log.info("MLflow run %s (%s) in experiment %r, live at %s", run_id, config.run_name, config.experiment,
+             tracking.run_link(config.mlflow_uri, experiment_id, run_id))  # fmt: skip
     outcome = Outcome("FAILED", 1, run_id)
     watcher = ResultsWatcher(config.save_dir / "results.csv", client, run_id)
     book = Bookkeeping(max(config.wait_timeout, FINISH_SECONDS_MIN))

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 import yaml
 
+from trainer.checkpoints import incomplete
+
 if TYPE_CHECKING:  # mlflow is imported inside the functions: `trainer` starts YOLOv5 before paying for it
     from mlflow.entities import DatasetInput
     from mlflow.tracking import MlflowClient
@@ -25,6 +27,19 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """One readable line for a log or an error message; an empty message falls back to the exception's type."""
     lines = str(exc).splitlines()
     return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
+# MLflow 3 marks an experiment's kind with this tag; ours hold model trainings, not GenAI apps (traces, judges).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# MLflow 3.17's UI picks its view from ?workflowType= (else the browser's last choice, first GenAI), not from the tag.
+UI_WORKFLOW = "workflowType=machine_learning"
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's metric charts in the MLflow UI's model-training view (for a server URI), else the tracking URI."""
+    if not uri.startswith(("http://", "https://")):
+        return uri
+    return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?{UI_WORKFLOW}"
 
 
 class TrackingUnavailable(RuntimeError):
@@ -88,8 +103,9 @@ def retry(what: str, action: Callable[[], T], deadline: float, interval: float =
             time.sleep(interval)
 
 
-def get_or_create_experiment(client: MlflowClient, name: str, deadline: float) -> str:
-    """The experiment's id, created if missing; runs started together race to create it, and all of them win."""
+def get_or_create_experiment(client: MlflowClient, name: str, deadline: float | None = None) -> str:
+    """The experiment's id, created if missing and marked as model training (an existing one keeps its owner's
+    choice); runs started together race to create it, and all of them win."""
     from mlflow.exceptions import MlflowException
 
     def once() -> str:
@@ -97,7 +113,7 @@ def get_or_create_experiment(client: MlflowClient, name: str, deadline: float) -
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return client.create_experiment(name)
+            return client.create_experiment(name, tags=dict([EXPERIMENT_KIND]))
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS" and not is_transient(exc):
                 raise
@@ -107,6 +123,7 @@ def get_or_create_experiment(client: MlflowClient, name: str, deadline: float) -
                 raise
             return experiment.experiment_id
 
+    deadline = time.monotonic() + 60 if deadline is None else deadline
     return retry(f"getting or creating experiment {name!r}", once, deadline, interval=1.0, transient=_lost_race)
 
 
@@ -152,11 +169,30 @@ def dataset_input(data: str, label: str) -> DatasetInput:
 
 
 def upload_artifacts(client: MlflowClient, run_id: str, log_file: Path, save_dir: Path, deadline: float) -> None:
-    """The log under logs/ and the YOLOv5 run folder under training-output/ (whatever exists by now)."""
+    """The log under logs/ and the YOLOv5 run folder under training-output/ (whatever exists by now).
+
+    A weight file cut off mid-write is left out (and said so, before the log goes up): a truncated .pt in
+    MLflow looks like a usable checkpoint until someone loads it.
+    """
+    broken = incomplete(save_dir) if save_dir.is_dir() else []
+    for path in broken:
+        log.warning("left out training-output/%s: incomplete checkpoint (training stopped while it was written)",
+                    path.relative_to(save_dir).as_posix())  # fmt: skip
     if log_file.exists():
         retry("uploading the training log", lambda: client.log_artifact(run_id, str(log_file), "logs"), deadline)
     if save_dir.is_dir():
-        retry("uploading training output", lambda: client.log_artifacts(run_id, str(save_dir), "training-output"), deadline)
+        retry("uploading training output", lambda: _log_folder(client, run_id, save_dir, "training-output", set(broken)),
+              deadline)  # fmt: skip
+
+
+def _log_folder(client: MlflowClient, run_id: str, folder: Path, artifact_path: str, skip: set[Path]) -> None:
+    """client.log_artifacts, leaving out `skip` (MLflow's HTTP artifact repository uploads file by file as well)."""
+    if not skip:
+        client.log_artifacts(run_id, str(folder), artifact_path)
+        return
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p not in skip):
+        parent = path.parent.relative_to(folder).as_posix()
+        client.log_artifact(run_id, str(path), artifact_path if parent == "." else f"{artifact_path}/{parent}")
 
 
 def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> str:

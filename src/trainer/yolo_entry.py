@@ -12,13 +12,16 @@ import os
 import sys
 from pathlib import Path
 
-from trainer import offline
+from trainer import checkpoints, offline
 
 
 def main(argv: list[str]) -> None:
+    offline.quiet_known_warnings()
     offline.prepare_environment()
     offline.patch_yolov5()
     import torch
+
+    checkpoints.guard_saves(torch)  # SIGTERM while a .pt is written: it lands after the write, never in the middle
     from yolov5 import train
 
     sys.argv = ["yolov5-train", *argv]

@@ -2,7 +2,8 @@
 
 install --wait -> upgrade to GPU values with another epoch count -> upgrade to the bundled-PostgreSQL scenario (twice:
 generated credentials must not change) -> rollback to revision 1 -> back to PostgreSQL (the kept Secrets are reused) ->
-helm test -> uninstall (PVCs and Secrets marked keep survive). Plus: every ci/*-values.yaml scenario is accepted by the
+helm test -> uninstall (PVCs and Secrets marked keep survive) -> install again (every generated credential, the
+PostgreSQL password, the object store's S3 keys, the admin password and the Flask key, still has its first value). Plus: every ci/*-values.yaml scenario is accepted by the
 API server (server-side dry run, strict validation), and bad values are refused before anything is created.
 
 kwok runs no container (ci/cluster.d/README.md): pods turn Ready and Jobs complete at once. What the kubelet would
@@ -155,8 +156,11 @@ def test_install_upgrade_rollback_test_uninstall(cluster, helm, namespace):
     generated = {name: secret_data(cluster, namespace, name) for name in names(rev3, "Secret")}
     pg_secret = [n for n in generated if n.endswith("-postgresql")]
     auth_secret = [n for n in generated if n.endswith("-auth")]
-    assert pg_secret and auth_secret, f"generated Secrets: {sorted(generated)}"
-    assert "flask-secret-key" in generated[auth_secret[0]]
+    s3_secrets = [n for n in generated if n.endswith(("-s3-credentials", "-objectstore-keys"))]
+    assert pg_secret and auth_secret and len(s3_secrets) == 2, f"generated Secrets: {sorted(generated)}"
+    assert "flask-secret-key" in generated[auth_secret[0]] and "admin-password" in generated[auth_secret[0]]
+    for name in s3_secrets:  # the bundled object store's generated keys (the rollback used to change them)
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(generated[name]), (name, sorted(generated[name]))
     helm("upgrade", RELEASE, CHART, *ns, *pg_args, "--set", "training.params.epochs=9", "--wait", *TIMEOUT)
     for name, data in generated.items():
         assert secret_data(cluster, namespace, name) == data, f"Secret {name} changed on upgrade"
@@ -171,10 +175,11 @@ def test_install_upgrade_rollback_test_uninstall(cluster, helm, namespace):
     assert_pod_references_exist(cluster, namespace)
 
     # 5. forward to PostgreSQL again: the Secrets kept when revision 1 came back are adopted, so the database password
-    # (the data on the kept volume needs it) and the Flask key are the same as before
+    # (the data on the kept volume needs it), the object store's S3 keys (its data too), the admin password and the
+    # Flask key are the same as before (revision 1's S3 Secret, without keys, overwrote that one: the keys Secret did not)
     helm("upgrade", RELEASE, CHART, *ns, *pg_args, "--wait", *TIMEOUT)
-    for name in pg_secret + auth_secret:
-        assert secret_data(cluster, namespace, name) == generated[name], f"Secret {name} changed after rollback"
+    for name, data in generated.items():
+        assert secret_data(cluster, namespace, name) == data, f"Secret {name} changed after rollback"
 
     # 6. helm test (kwok's helm-test stage completes the test pod; ci/cluster.d/stages.yaml)
     helm("test", RELEASE, *ns, *TIMEOUT)
@@ -186,7 +191,7 @@ def test_install_upgrade_rollback_test_uninstall(cluster, helm, namespace):
     # left the release at the switch to PostgreSQL but was kept then too)
     last = manifest(helm, namespace)
     keep = kept(last)
-    assert {("Secret", pg_secret[0]), ("Secret", auth_secret[0])} <= set(keep), keep
+    assert {("Secret", name) for name in pg_secret + auth_secret + s3_secrets} <= set(keep), keep
     sqlite_pvcs = names(rev1, "PersistentVolumeClaim")
     assert sqlite_pvcs and {("PersistentVolumeClaim", n) for n in sqlite_pvcs} <= set(kept(rev1)), kept(rev1)
     helm("uninstall", RELEASE, *ns, "--wait", *TIMEOUT)
@@ -200,6 +205,11 @@ def test_install_upgrade_rollback_test_uninstall(cluster, helm, namespace):
     assert training_jobs(cluster, namespace) == []
     # the bundled PostgreSQL's volume (a StatefulSet volumeClaimTemplate) is never deleted by Helm
     assert cluster.get("pvc", *ns, "-l", "app.kubernetes.io/component=backend")["items"]
+
+    # 8. install again: the kept Secrets are adopted, every generated credential keeps its first value
+    helm("install", RELEASE, CHART, *ns, *pg_args, "--wait", *TIMEOUT)
+    for name, data in generated.items():
+        assert secret_data(cluster, namespace, name) == data, f"Secret {name} changed on re-install"
 
 
 @pytest.mark.parametrize("values", SCENARIOS or [None], ids=lambda p: p.name if p else "none-found")

@@ -60,9 +60,12 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- printf "http://%s.%s.svc.cluster.local:%v%s" (include "mlflow-stack.serviceName" .) .Release.Namespace .Values.server.service.port .Values.server.staticPrefix -}}
 {{- end -}}
 
-{{/* Value of one credential: the explicit value, else the one stored in Secret `secret` (stable across upgrades via lookup), else random; call with (dict "ctx" $ "secret" NAME "key" KEY "value" EXPLICIT). */}}
+{{/* Value of one credential: the explicit value, else the one stored in Secret `secret` (or, if not there, in Secret `fallback`) via lookup, so it never changes once generated, else random; call with (dict "ctx" $ "secret" NAME "key" KEY "value" EXPLICIT). */}}
 {{- define "mlflow-stack.credential" -}}
 {{- $stored := (lookup "v1" "Secret" .ctx.Release.Namespace .secret).data | default dict -}}
+{{- with .fallback -}}
+{{- $stored = merge $stored ((lookup "v1" "Secret" $.ctx.Release.Namespace .).data | default dict) -}}
+{{- end -}}
 {{- if .value -}}
 {{- .value -}}
 {{- else if hasKey $stored .key -}}
@@ -85,6 +88,11 @@ helm.sh/resource-policy: keep
 {{/* Secret with the S3 credentials (envFrom): artifacts.s3.existingSecret, else the generated <fullname>-s3-credentials. */}}
 {{- define "mlflow-stack.s3.secretName" -}}
 {{- .Values.artifacts.s3.existingSecret | default (printf "%s-s3-credentials" (include "mlflow-stack.fullname" .)) -}}
+{{- end -}}
+
+{{/* Kept Secret holding the bundled object store's generated S3 keys, apart from the S3 Secret: a rollback to a revision whose S3 Secret had no keys overwrites that one, never this. */}}
+{{- define "mlflow-stack.objectStore.keysSecretName" -}}
+{{- printf "%s-objectstore-keys" (include "mlflow-stack.fullname" .) -}}
 {{- end -}}
 
 {{/* Secret with the basic-auth admin password and Flask secret key: server.auth.existingSecret, else the generated <fullname>-auth. */}}
