@@ -62,7 +62,7 @@ dockerfile() {
 inputs_of() { # the files an image is built from, for the content hash
   case $1 in
     server) echo pyproject.toml ;;
-    trainer) echo pyproject.toml README.md; find src -name '*.py' | sort ;;
+    trainer) echo pyproject.toml; find src -name '*.py' | sort ;;
     postgres|s3) find "ci/standins/$1" -type f | sort; echo pyproject.toml ;;
   esac
 }
