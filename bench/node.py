@@ -17,7 +17,7 @@ from common import ROOT, table, write_section
 
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from nodelib import CHART, NODE, Mlflow, Node, image_ref, run, wait_until  # noqa: E402
-from test_real_node import METRIC, RELEASE, first_epoch_logged, small  # noqa: E402
+from test_real_node import METRIC, RELEASE, SERVICE, first_epoch_logged, small  # noqa: E402
 
 NS = "bench-node"
 CGROUP = Path("/sys/fs/cgroup/memory/mlflow-stack-node")
@@ -55,7 +55,7 @@ def main() -> None:
     node = Node(env=None)
     node.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", timeout=300)
     node.kubectl("create", "namespace", NS)
-    mlflow = Mlflow(node, NS, RELEASE)
+    mlflow = Mlflow(node, NS, SERVICE)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             values = small(Path(tmp), training={"params": {"epochs": 6}})

@@ -17,7 +17,8 @@ from nodelib import CHART, NODE, Mlflow, Node, image_ref, wait_until
 
 pytestmark = pytest.mark.e2e
 
-RELEASE = "mlflow-stack"  # fullname = release name = the server's Service name
+RELEASE = "mlflow-stack"  # fullname = release name
+SERVICE = "mlflow-service"  # the server's Service (server.service.name default)
 TIMEOUT = ["--timeout", "6m"]
 METRIC = "metrics/mAP_0.5"
 
@@ -108,7 +109,7 @@ def first_epoch_logged(mlflow: Mlflow) -> str:
 
 def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, namespace, tmp_path):
     ns = ["-n", namespace]
-    mlflow = Mlflow(node, namespace, RELEASE)
+    mlflow = Mlflow(node, namespace, SERVICE)
 
     # a. install --wait: the server passes its real startup/readiness probes after the migration init container
     node.helm("helm", "install", RELEASE, CHART, *ns, "-f", small(tmp_path), "--wait", *TIMEOUT)
@@ -202,8 +203,8 @@ def test_postgres_objectstore_auth_survives_server_restart(node, namespace, tmp_
     node.helm("helm", "install", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
     auth = node.secret(namespace, f"{RELEASE}-auth")
     user = yaml.safe_load(node.helm("helm", "get", "values", RELEASE, *ns, "--all", "-o", "yaml").stdout)
-    mlflow = Mlflow(node, namespace, RELEASE, auth=(user["server"]["auth"]["adminUsername"], auth["admin-password"]))
-    assert Mlflow(node, namespace, RELEASE).call("GET", "experiments/search?max_results=1", check=False).get(
+    mlflow = Mlflow(node, namespace, SERVICE, auth=(user["server"]["auth"]["adminUsername"], auth["admin-password"]))
+    assert Mlflow(node, namespace, SERVICE).call("GET", "experiments/search?max_results=1", check=False).get(
         "http_code") == "401", "the server answers without credentials"
 
     # the server pod deleted once the first epoch is in MLflow: the trainer queues and resends, the run completes
