@@ -50,6 +50,7 @@ def daemon_pids() -> list[int]:
 
 
 def main() -> None:
+    was_up = run(["bash", NODE, "status"], check=False).returncode == 0
     run(["bash", NODE, "up"], timeout=900)
     run(["bash", NODE, "load", image_ref("server"), image_ref("trainer")], timeout=1800)
     node = Node(env=None)
@@ -78,7 +79,9 @@ def main() -> None:
             trainer_peak = pod_memory_peak(pods["training"]) / 2**20
             runs = mlflow.runs()
     finally:
-        node.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+        node.kubectl("delete", "namespace", NS, "--wait=true", check=False, timeout=300)
+        if not was_up:
+            run(["bash", NODE, "down"], timeout=300)
     rows = [
         ["`helm install` → server pod Ready (migration init container + startup probe)", f"{ready:.1f} s"],
         [f"`helm install` → first epoch's `{METRIC}` visible in MLflow", f"{first:.1f} s"],
