@@ -5,6 +5,7 @@ A module of its own (not conftest.py) so test modules can import it: tests/conft
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -117,15 +118,25 @@ class Cluster:
         return self.kubectl("wait", *args, f"--timeout={timeout}s", timeout=timeout + 30)
 
     def wait_until(self, what: str, predicate, timeout=120, interval=0.5):
-        """Poll predicate() until it returns something truthy; fail naming `what` otherwise."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
-        pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})", pytrace=False)
+        return wait_until(what, predicate, timeout, interval)
+
+
+def wait_until(what: str, predicate, timeout: float = 120, interval: float = 0.5):
+    """Poll predicate() until it returns something truthy; fail naming `what` (and the last value) otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})", pytrace=False)
+
+
+def namespace_name(request) -> str:
+    """A namespace name per test: readable, unique, valid (a test's own namespace in both cluster test suites)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    return f"{slug}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"
 
 
 def cluster_env(kubeconfig: Path, home: Path) -> dict[str, str]:

@@ -7,11 +7,9 @@ Nothing here skips: missing tools are a failure that names the command which bui
 
 from __future__ import annotations
 
-import hashlib
-import re
-
 import pytest
-from clusterlib import CLUSTER, HELMS, ROOT, Cluster, Helm, cluster_env, non_loopback_sockets, pids_of, run, tool
+from clusterlib import (CLUSTER, HELMS, ROOT, Cluster, Helm, cluster_env, namespace_name, non_loopback_sockets, pids_of,
+                        run, tool)
 
 
 @pytest.fixture(scope="session")
@@ -44,8 +42,7 @@ def helm(request, cluster) -> Helm:
 @pytest.fixture
 def namespace(cluster, request):
     """A fresh namespace per test (deleted afterwards, not waited for)."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{slug}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"
+    name = namespace_name(request)
     cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=180)
     cluster.kubectl("create", "namespace", name)
     yield name

@@ -7,11 +7,10 @@ MLFLOW_STACK_REQUIRE_E2E=1 (.ci/run sets it: on CI's machines they must run).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 
 import pytest
+from cluster.clusterlib import namespace_name
 from nodelib import NODE, Node, image_ref, run
 
 
@@ -41,8 +40,7 @@ def node(tmp_path_factory) -> Node:
 @pytest.fixture
 def namespace(node, request):
     """A fresh namespace per test; deleted afterwards (waited for, so its pods free the node's CPU for the next test)."""
-    slug = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{slug}-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:6]}"
+    name = namespace_name(request)
     node.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300)
     node.kubectl("create", "namespace", name)
     yield name

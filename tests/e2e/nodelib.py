@@ -11,11 +11,11 @@ import base64
 import json
 import os
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cluster.clusterlib import run, wait_until  # noqa: F401  (the e2e tests use both)
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = ROOT / "ci" / "node"
@@ -26,31 +26,9 @@ VENV_PY = ROOT / ".venv" / "bin" / "python"
 TORCH_VARIANT = "cuda"
 
 
-def run(cmd, *, env=None, check=True, timeout=300, input=None) -> subprocess.CompletedProcess:
-    """Run a command, capture its output, and fail the test with both streams when it fails unexpectedly."""
-    proc = subprocess.run([str(c) for c in cmd], env=env, capture_output=True, text=True, timeout=timeout,
-                          input=input, cwd=ROOT)  # fmt: skip
-    if check and proc.returncode != 0:
-        pytest.fail(f"command failed (rc={proc.returncode}): {' '.join(map(str, cmd))}\n"
-                    f"--- stdout\n{proc.stdout[-6000:]}\n--- stderr\n{proc.stderr[-6000:]}", pytrace=False)  # fmt: skip
-    return proc
-
-
 def image_ref(name: str) -> str:
     env = {**os.environ, "TORCH_VARIANT": TORCH_VARIANT}
     return run(["bash", IMAGES, "ref", name], env=env).stdout.strip()
-
-
-def wait_until(what: str, predicate, timeout: float = 300, interval: float = 1.0):
-    """Poll predicate() until it returns something truthy; fail naming `what` (and the last value) otherwise."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})", pytrace=False)
 
 
 @dataclass
