@@ -72,11 +72,17 @@ def main() -> None:
             first = time.monotonic() - t0
             job = node.get("jobs", "-n", NS, "-l", "app.kubernetes.io/component=training")["items"][0]["metadata"]["name"]
             idle = rss_mib(daemon_pids())
-            node.kubectl("wait", "--for=condition=Complete", f"job/{job}", "-n", NS, "--timeout=900s", timeout=960)
             pods = {p["metadata"]["labels"].get("app.kubernetes.io/component"): p["metadata"]["uid"]
                     for p in node.get("pods", "-n", NS)["items"]}  # fmt: skip
+            # a finished pod's cgroup is removed by kubelet: read the trainer's peak while it runs
+            trainer_peak = 0.0
+
+            def finished() -> bool:
+                nonlocal trainer_peak
+                trainer_peak = max(trainer_peak, pod_memory_peak(pods["training"]) / 2**20)
+                return bool(node.get(f"job/{job}", "-n", NS).get("status", {}).get("succeeded"))
+            wait_until("the training Job", finished, 900, 1)
             server_peak = pod_memory_peak(pods["server"]) / 2**20
-            trainer_peak = pod_memory_peak(pods["training"]) / 2**20
             runs = mlflow.runs()
     finally:
         node.kubectl("delete", "namespace", NS, "--wait=true", check=False, timeout=300)
