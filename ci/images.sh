@@ -122,12 +122,17 @@ build_one() {
   key=$(cat "$(dockerfile "$name")" $(inputs_of "$name") | { cat; printf '%s\n' "${args[@]}" "$base_id"; } | sha256sum | cut -c1-16)
   if [ "$(image_label "$ref")" = "$key" ]; then log "$ref is up to date"; return 0; fi
   log "building $ref"
-  local mounts=()
+  local mounts=() old
+  old=$(buildah inspect --type image --format '{{.FromImageID}}' "$ref" 2>/dev/null) || old=
   [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
   [ -f /etc/ssl/certs/ca-certificates.crt ] && mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
   buildah bud --quiet --isolation oci --network host --layers "${mounts[@]}" "${args[@]}" --label "$LABEL=$key" \
     -f "$(dockerfile "$name")" -t "$ref" . >/dev/null
   log "built $ref in $((SECONDS - t0))s ($(buildah images --format '{{.Size}}' "$ref"))"
+  # the image it replaced, unless something else still names it: the trainer is 7.7 GB, the disk may be shared
+  if [ -n "$old" ] && [ "$old" != "$(buildah inspect --type image --format '{{.FromImageID}}' "$ref")" ]; then
+    buildah rmi "$old" >/dev/null 2>&1 || true
+  fi
 }
 
 build() {

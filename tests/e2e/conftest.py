@@ -8,10 +8,11 @@ MLFLOW_STACK_REQUIRE_E2E=1 (.ci/run sets it: on CI's machines they must run).
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from cluster.clusterlib import namespace_name
-from nodelib import NODE, Node, image_ref, run
+from nodelib import NODE, Node, diagnose, image_ref, node_problems, run
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +33,15 @@ def node(tmp_path_factory) -> Node:
     was_up = run(["bash", NODE, "status"], check=False).returncode == 0
     run(["bash", NODE, "up"], timeout=600)
     run(["bash", NODE, "load", *(image_ref(n) for n in ("server", "trainer", "postgres", "s3"))], timeout=1800)
-    yield Node(env=env)
+    node = Node(env=env)
+    # a node that would not start pods fails here with the reason, not as six-minute helm timeouts (a minute's grace:
+    # the not-ready taint goes some seconds after Ready)
+    deadline = time.monotonic() + 60
+    while problems := node_problems(node):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the node would not run pods: {'; '.join(problems)}\n{diagnose(node, None)}", pytrace=False)
+        time.sleep(2)
+    yield node
     if not was_up:
         run(["bash", NODE, "down"], timeout=300)
 
@@ -45,3 +54,13 @@ def namespace(node, request):
     node.kubectl("create", "namespace", name)
     yield name
     node.kubectl("delete", "namespace", name, "--wait=true", check=False, timeout=300)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed e2e test reports the node's and its namespace's state with it: CI's log is all there is afterwards."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and "node" in item.funcargs:
+        report.sections.append(("real node at the failure", diagnose(item.funcargs["node"],
+                                                                    item.funcargs.get("namespace"))))  # fmt: skip

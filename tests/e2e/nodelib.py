@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ NODE = ROOT / "ci" / "node"
 IMAGES = ROOT / "ci" / "images.sh"
 CHART = ROOT / "charts" / "mlflow-stack"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
+NODE_NAME = "mlflow-stack-node"
+STATE = Path(os.environ.get("NODE_STATE", ROOT / ".tools" / "node"))
 # The trainer CI can build from PyPI alone is the CUDA one (ci/test.sh); torch falls back to the CPU on this node.
 TORCH_VARIANT = "cuda"
 
@@ -57,6 +60,41 @@ class Node:
     def python(self, code: str, *args, timeout=120) -> str:
         """Run Python (the test venv: boto3, mlflow) inside the node's namespace; returns stdout."""
         return self.exec(VENV_PY, "-c", code, *args, timeout=timeout).stdout
+
+
+def node_problems(node: Node) -> list[str]:
+    """Why the node would not run a new pod: not Ready, a pressure condition, a taint (empty when it would)."""
+    status = node.get(f"node/{NODE_NAME}")
+    problems = [f"{c['type']}={c['status']}: {c.get('message', '')}" for c in status["status"].get("conditions", [])
+                if (c["type"] == "Ready") != (c["status"] == "True")]  # fmt: skip
+    problems += [f"taint {t['key']}:{t['effect']}" for t in status["spec"].get("taints", [])]
+    return problems
+
+
+def diagnose(node: Node, namespace: str | None) -> str:
+    """The node and the namespace's pods at a failure, short enough for CI's log: node problems, pods with their
+    waiting/terminated reasons, the last events, free disk, the kubelet's last errors."""
+    out = []
+    try:
+        out.append(f"node: {'; '.join(node_problems(node)) or 'Ready, no pressure, no taints'}")
+        if namespace:
+            for pod in node.get("pods", "-n", namespace)["items"]:
+                states = [f"{c['name']}:{k}({v.get('reason', '')})" for c in pod["status"].get("containerStatuses", [])
+                          + pod["status"].get("initContainerStatuses", [])
+                          for k, v in c.get("state", {}).items() if k != "running"]  # fmt: skip
+                ready = [c["name"] for c in pod["status"].get("containerStatuses", []) if not c.get("ready")]
+                out.append(f"pod {pod['metadata']['name']}: {pod['status'].get('phase')} not-ready={ready} {states}")
+            events = node.kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp", check=False).stdout
+            out += ["events (last 15):", *events.splitlines()[-15:]]
+    except Exception as e:  # noqa: BLE001 - a broken API server is itself the finding
+        out.append(f"cluster unreadable: {e}")
+    out += [f"disk: {shutil.disk_usage(p).free >> 20} MiB free under {p}" for p in ("/tmp", Path.home())]
+    rundir = STATE / "rundir"
+    log = Path(rundir.read_text().strip()) / "log" / "kubelet.log" if rundir.exists() else None
+    if log and log.exists():
+        errors = [line[:300] for line in log.read_text(errors="replace").splitlines() if line.startswith(("E", "W"))]
+        out += ["kubelet errors/warnings (last 10):", *errors[-10:]]
+    return "\n".join(out)
 
 
 @dataclass
