@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup setup-python setup-tools images demo test bench clean
+.PHONY: help setup setup-python setup-tools images release demo test bench clean
 
 help:
 	@echo "make demo   - set up, start a local MLflow server, train YOLOv5 on a synthetic dataset, print the run"
@@ -11,6 +11,8 @@ help:
 	@echo "make bench  - run the benchmarks under bench/ and write bench/RESULTS.md"
 	@echo "make images - build the server and trainer images (buildah or docker); REGISTRY=ghcr.io/you PUSH=1 pushes them,"
 	@echo "              TORCH_VARIANT=cuda builds the trainer with PyPI's CUDA torch (tag <appVersion>-cuda)"
+	@echo "make release REGISTRY=ghcr.io/you [PUSH=1] - images + packaged (signed) chart, pinned by digest; PUSH=1 pushes"
+	@echo "              both to the OCI registry, signs the images (COSIGN_KEY) and prints the helm install line"
 
 setup: setup-python setup-tools
 
@@ -22,6 +24,9 @@ setup-tools:
 
 images:
 	@REGISTRY=$(REGISTRY) TORCH_VARIANT=$(TORCH_VARIANT) bash ci/images.sh $(if $(filter 1,$(PUSH)),push,build)
+
+release:
+	@REGISTRY=$(REGISTRY) PUSH=$(filter 1,$(PUSH)) TORCH_VARIANT=$(TORCH_VARIANT) bash ci/release.sh
 
 demo: setup-python
 	@KEEP_SERVER=$(KEEP_SERVER) bash ci/demo.sh

@@ -3,7 +3,7 @@
 # `docker build` where a Docker engine answers; `make images` calls it.
 #
 #   ci/images.sh build [NAME...]   build (default: server trainer); an image whose inputs did not change is not rebuilt
-#   ci/images.sh push [NAME...]    build, then push to $REGISTRY (default: server trainer)
+#   ci/images.sh push [NAME...]    build, then push to $REGISTRY (default: server trainer); digests in .work/images/
 #   ci/images.sh ref NAME          print the image reference NAME is built as
 # NAME: server, trainer (the chart's images, tagged with the chart's appVersion), or a test stand-in of ci/standins/:
 # postgres, s3, pause (never chart defaults).
@@ -106,7 +106,7 @@ build_pause() {
 }
 
 build_one() {
-  local name=$1 ref base_id key args=() t0=$SECONDS
+  local name=$1 ref base_id key same args=() t0=$SECONDS
   [ "$name" = pause ] && { build_pause; return; }
   ref=$(ref "$name")
   args=(--build-arg "PYTHON_IMAGE=$base")
@@ -121,6 +121,9 @@ build_one() {
   # shellcheck disable=SC2046
   key=$(cat "$(dockerfile "$name")" $(inputs_of "$name") | { cat; printf '%s\n' "${args[@]}" "$base_id"; } | sha256sum | cut -c1-16)
   if [ "$(image_label "$ref")" = "$key" ]; then log "$ref is up to date"; return 0; fi
+  # the same inputs built under another name (another REGISTRY): tag that image instead of building it again
+  same=$(buildah images --noheading --filter "label=$LABEL=$key" --format '{{.ID}}' | head -1)
+  if [ -n "$same" ]; then buildah tag "$same" "$ref"; log "$ref is up to date (tagged $same)"; return 0; fi
   log "building $ref"
   local mounts=() old
   old=$(buildah inspect --type image --format '{{.FromImageID}}' "$ref" 2>/dev/null) || old=
@@ -147,15 +150,31 @@ build() {
   for name in "$@"; do build_one "$name"; done
 }
 
+# push NAME...: build, push to $REGISTRY, and write each pushed manifest's digest to .work/images/NAME.digest (what
+# `make release` pins the chart to). REGISTRY_USERNAME/REGISTRY_PASSWORD log in, REGISTRY_CA trusts a private CA.
 push() {
-  local name ref
+  local name ref opts=() certs
   build "$@"
+  mkdir -p .work/images
+  if ! use_docker; then
+    [ -z "${REGISTRY_USERNAME:-}" ] || opts+=(--creds "$REGISTRY_USERNAME:$REGISTRY_PASSWORD")
+    if [ -n "${REGISTRY_CA:-}" ]; then
+      certs=$(mktemp -d); cp "$REGISTRY_CA" "$certs/ca.crt"; opts+=(--cert-dir "$certs")
+    fi
+  elif [ -n "${REGISTRY_USERNAME:-}" ]; then
+    docker login -u "$REGISTRY_USERNAME" --password-stdin "${REGISTRY%%/*}" <<< "$REGISTRY_PASSWORD"
+  fi
   for name in "$@"; do
     ref=$(ref "$name")
-    if use_docker; then docker push "$ref"; else buildah push "$ref" "docker://$ref"; fi
-    log "pushed $ref"
+    if use_docker; then
+      docker push "$ref"
+      docker inspect --format '{{index .RepoDigests 0}}' "$ref" | sed 's/.*@//' > ".work/images/$name.digest"
+    else
+      buildah push --quiet "${opts[@]}" --digestfile ".work/images/$name.digest" "$ref" "docker://$ref"
+    fi
+    log "pushed $ref@$(cat ".work/images/$name.digest")"
   done
-  log "install with: --set server.image.repository=$REGISTRY/mlflow-stack-server --set training.image.repository=$REGISTRY/mlflow-stack-trainer"
+  [ -z "${certs:-}" ] || rm -rf "$certs"
 }
 
 cmd=${1:-build}; shift || true

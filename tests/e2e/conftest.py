@@ -1,18 +1,21 @@
-"""Fixtures of the end-to-end tests: the real node (ci/node) with the images `make images` built.
+"""Fixtures of the end-to-end tests: the real node (ci/node) and a release of this commit in the node's registry.
 
-The session brings the node up when it is not up (and takes it down again at the end), then imports the images into
-its containerd. Where the kernel cannot run a node (`ci/node check` exits 3) the tests skip with its reason, unless
-MLFLOW_STACK_REQUIRE_E2E=1 (.ci/run sets it: on CI's machines they must run).
+The session brings the node up when it is not up (and takes it down again at the end) and imports the test stand-in
+images (PostgreSQL, S3: never released). It then runs `make release ... PUSH=1` against the node's registry with
+throwaway GnuPG and cosign keys: the tests install `oci://` charts, and containerd pulls the released images with an
+imagePullSecret, as on a real cluster. Where the kernel cannot run a node (`ci/node check` exits 3) the tests skip with
+its reason, unless MLFLOW_STACK_REQUIRE_E2E=1 (.ci/run sets it: on CI's machines they must run).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
 from cluster.clusterlib import namespace_name
-from nodelib import NODE, Node, diagnose, image_ref, node_problems, run
+from nodelib import NODE, TORCH_VARIANT, Node, Release, diagnose, image_ref, node_problems, run
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +35,7 @@ def node(tmp_path_factory) -> Node:
         env.pop(var, None)
     was_up = run(["bash", NODE, "status"], check=False).returncode == 0
     run(["bash", NODE, "up"], timeout=600)
-    run(["bash", NODE, "load", *(image_ref(n) for n in ("server", "trainer", "postgres", "s3"))], timeout=1800)
+    run(["bash", NODE, "load", *(image_ref(n) for n in ("postgres", "s3"))], timeout=1800)
     node = Node(env=env)
     # a node that would not start pods fails here with the reason, not as six-minute helm timeouts (a minute's grace:
     # the not-ready taint goes some seconds after Ready)
@@ -46,12 +49,39 @@ def node(tmp_path_factory) -> Node:
         run(["bash", NODE, "down"], timeout=300)
 
 
+@pytest.fixture(scope="session")
+def release(node, tmp_path_factory) -> Release:
+    """`make release REGISTRY=<node registry>/mlflow-stack PUSH=1`, signed with keys made here for this session."""
+    keys = tmp_path_factory.mktemp("keys")
+    registry = dict(line.split("=", 1) for line in run(["bash", NODE, "registry"]).stdout.split())
+    gnupg = keys / "gnupg"
+    gnupg.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", gnupg, "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]
+    uid = "mlflow-stack CI <ci@mlflow-stack.invalid>"
+    run([*gpg, "--quick-gen-key", uid, "rsa3072", "sign", "1d"], timeout=120)
+    (keys / "secring.gpg").write_bytes(run_bytes([*gpg, "--export-secret-keys"]))
+    (keys / "pubring.gpg").write_bytes(run_bytes([*gpg, "--export"]))
+    run(["env", "COSIGN_PASSWORD=", "cosign", "generate-key-pair", "--output-key-prefix", keys / "cosign"])
+    repo = f"{registry['REGISTRY_HOST']}/mlflow-stack"
+    env = {"REGISTRY": repo, "PUSH": "1", "TORCH_VARIANT": TORCH_VARIANT, **registry, "HELM_SIGN_KEY": uid,
+           "HELM_KEYRING": keys / "secring.gpg", "COSIGN_KEY": keys / "cosign.key", "COSIGN_PASSWORD": ""}
+    out = node.exec("env", *(f"{k}={v}" for k, v in env.items()), "bash", "ci/release.sh", timeout=2700).stdout
+    version = out.split("--version ")[1].split()[0]
+    return Release(node, registry, repo, version, keys / "pubring.gpg", keys / "cosign.pub")
+
+
+def run_bytes(cmd) -> bytes:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, check=True, timeout=60).stdout
+
+
 @pytest.fixture
-def namespace(node, request):
-    """A fresh namespace per test; deleted afterwards (waited for, so its pods free the node's CPU for the next test)."""
+def namespace(node, release, request):
+    """A fresh namespace per test with the registry's pull secret `regcred`; deleted afterwards (waited for, so its
+    pods free the node's CPU for the next test)."""
     name = namespace_name(request)
     node.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300)
     node.kubectl("create", "namespace", name)
+    release.pull_secret(name)
     yield name
     node.kubectl("delete", "namespace", name, "--wait=true", check=False, timeout=300)
 

@@ -62,6 +62,45 @@ class Node:
         return self.exec(VENV_PY, "-c", code, *args, timeout=timeout).stdout
 
 
+@dataclass
+class Release:
+    """What `make release` pushed to the node's registry, and the keys it signed with (throwaway, per session)."""
+
+    node: Node
+    registry: dict[str, str]  # REGISTRY_HOST, REGISTRY_USERNAME, REGISTRY_PASSWORD, REGISTRY_CA (`ci/node registry`)
+    repo: str  # REGISTRY_HOST/mlflow-stack: images at repo/mlflow-stack-*, the chart at oci://repo/charts
+    version: str
+    gpg_public: Path  # the keyring `helm --verify` checks the chart's .prov against
+    cosign_public: Path
+
+    @property
+    def chart(self) -> str:
+        return f"oci://{self.repo}/charts/mlflow-stack"
+
+    def install_args(self) -> list[str]:
+        """Chart reference + flags of every install/upgrade: the released version, its signature, the registry's CA."""
+        return [self.chart, "--version", self.version, "--verify", "--keyring", str(self.gpg_public),
+                "--ca-file", self.registry["REGISTRY_CA"]]  # fmt: skip
+
+    def image(self, name: str) -> str:
+        """repository@digest of a released image, as the packaged chart names it."""
+        digest = (ROOT / ".work" / "images" / f"{name}.digest").read_text().strip()
+        return f"{self.repo}/mlflow-stack-{name}@{digest}"
+
+    def pull_secret(self, ns: str, name: str = "regcred", password: str | None = None) -> None:
+        """A kubernetes.io/dockerconfigjson Secret for the registry (the real password unless one is given)."""
+        r = self.registry
+        self.node.kubectl("create", "secret", "docker-registry", name, "-n", ns, f"--docker-server={r['REGISTRY_HOST']}",
+                          f"--docker-username={r['REGISTRY_USERNAME']}",
+                          f"--docker-password={password or r['REGISTRY_PASSWORD']}")  # fmt: skip
+
+    def cosign(self, *args, check=True) -> subprocess.CompletedProcess:
+        """cosign inside the node's namespace, trusting the registry's CA, with helm's registry login (same format)."""
+        config = Path(self.node.env["HELM_CONFIG_HOME"]) / "registry"
+        return self.node.exec("env", f"SSL_CERT_FILE={self.registry['REGISTRY_CA']}", f"DOCKER_CONFIG={config}",
+                              "cosign", *args, check=check)  # fmt: skip
+
+
 def node_problems(node: Node) -> list[str]:
     """Why the node would not run a new pod: not Ready, a pressure condition, a taint (empty when it would)."""
     status = node.get(f"node/{NODE_NAME}")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import yaml
-from nodelib import CHART, NODE, Mlflow, Node, image_ref, wait_until
+from nodelib import CHART, NODE, Mlflow, Node, Release, image_ref, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +24,12 @@ METRIC = "metrics/mAP_0.5"
 
 
 def small(tmp_path, **extra) -> str:
-    """Values of every install here: the images of this commit (imported, never pulled), the bundled object store
-    (stand-in image), a from-scratch YOLOv5n on the synthetic dataset at 128 px, and requests that fit a 2-core node;
-    extra values are merged over them."""
-    trainer = image_ref("trainer")
+    """Values of every install here: the released chart's own images (pulled with the `regcred` Secret), the bundled
+    object store (stand-in image), a from-scratch YOLOv5n on the synthetic dataset at 128 px, and requests that fit a
+    2-core node; extra values are merged over them."""
     values = {
+        "imagePullSecrets": [{"name": "regcred"}],
         "training": {
-            "image": {"tag": trainer.rsplit(":", 1)[1], "pullPolicy": "Never"},
             "dataset": {"synthetic": True, "syntheticArgs": ["--seed", "0", "--train", "16", "--val", "8",
                                                              "--imgsz", "128"]},  # fmt: skip
             "params": {"weights": "", "cfg": "yolov5n.yaml", "imgsz": 128, "epochs": 3, "batchSize": 8,
@@ -38,7 +37,7 @@ def small(tmp_path, **extra) -> str:
             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "6Gi"}},
             "backoffLimit": 0,
         },
-        "server": {"image": {"pullPolicy": "Never"}, "resources": {"requests": {"cpu": "100m"}}},
+        "server": {"resources": {"requests": {"cpu": "100m"}}},
         # the bundled object store, with the S3 stand-in in place of MinIO (no registry to pull MinIO from)
         "objectStore": {"enabled": True, "image": standin("s3"),
                         "args": ["mini", "-dir=/data", "-s3.port=9000", "-admin.ui=false"],
@@ -107,12 +106,12 @@ def first_epoch_logged(mlflow: Mlflow) -> str:
     return ""
 
 
-def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, namespace, tmp_path):
+def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, namespace, tmp_path):
     ns = ["-n", namespace]
     mlflow = Mlflow(node, namespace, SERVICE)
 
     # a. install --wait: the server passes its real startup/readiness probes after the migration init container
-    node.helm("helm", "install", RELEASE, CHART, *ns, "-f", small(tmp_path), "--wait", *TIMEOUT)
+    node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path), "--wait", *TIMEOUT)
     pod = server_pod(node, namespace)
     assert all(c["ready"] for c in pod["status"]["containerStatuses"])
     [init] = pod["status"]["initContainerStatuses"]
@@ -129,7 +128,7 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, namespace, t
 
     # c. upgrade with values-cpu.yaml and another epoch count: a new Job, a second run with 4 epochs, the first run is
     # still there (SQLite on its PVC survived the upgrade and the server's restart)
-    node.helm("helm", "upgrade", RELEASE, CHART, *ns, "-f", CHART / "values-cpu.yaml", "-f", small(tmp_path),
+    node.helm("helm", "upgrade", RELEASE, *release.install_args(), *ns, "-f", CHART / "values-cpu.yaml", "-f", small(tmp_path),
               "--set", "training.params.epochs=4", "--set", "training.params.workers=0", "--wait", *TIMEOUT)
     job2 = training_jobs(node, namespace)[-1]
     assert job2["metadata"]["name"] != job1["metadata"]["name"], "no new training Job for the new values"
@@ -139,7 +138,7 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, namespace, t
     finished_run(mlflow, runs[1]["info"]["run_id"], 4)
 
     # e. the running training pod deleted (SIGTERM from the kubelet): run KILLED with partial artifacts, exit 143
-    node.helm("helm", "upgrade", RELEASE, CHART, *ns, "-f", small(tmp_path, training={"params": {"epochs": 300}}),
+    node.helm("helm", "upgrade", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training={"params": {"epochs": 300}}),
               "--wait", *TIMEOUT)  # fmt: skip
     job3 = training_jobs(node, namespace)[-1]["metadata"]["name"]
     run_id = wait_until("the long training's first epoch in MLflow", lambda: first_epoch_logged(mlflow), 300, 2)
@@ -171,7 +170,7 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, namespace, t
     node.helm("helm", "uninstall", RELEASE, *ns, "--wait", *TIMEOUT)
     for kind, name in kept:
         node.kubectl("get", kind.lower(), name, *ns)
-    node.helm("helm", "install", RELEASE, CHART, *ns, "-f", small(tmp_path, training={"enabled": False}),
+    node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training={"enabled": False}),
               "--wait", *TIMEOUT)  # fmt: skip
     assert {r["info"]["run_id"] for r in runs} <= {r["info"]["run_id"] for r in mlflow.runs()}
 
@@ -192,7 +191,7 @@ def json_stream(text: str) -> list[dict]:
     return out
 
 
-def test_postgres_objectstore_auth_survives_server_restart(node, namespace, tmp_path):
+def test_postgres_objectstore_auth_survives_server_restart(node, release, namespace, tmp_path):
     """d. bundled PostgreSQL + bundled object store (stand-in images, as in every install here) + basic auth: the run's artifacts are in the
     bucket (checked through the S3 API), helm test passes with auth, and deleting the server pod mid-training still
     ends in a FINISHED run with every epoch."""
@@ -200,7 +199,7 @@ def test_postgres_objectstore_auth_survives_server_restart(node, namespace, tmp_
     epochs = 8
     values = small(tmp_path, training={"params": {"epochs": epochs}}, server={"auth": {"enabled": True}},
                    backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}})
-    node.helm("helm", "install", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
+    node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", values, "--wait", *TIMEOUT)
     auth = node.secret(namespace, f"{RELEASE}-auth")
     user = yaml.safe_load(node.helm("helm", "get", "values", RELEASE, *ns, "--all", "-o", "yaml").stdout)
     mlflow = Mlflow(node, namespace, SERVICE, auth=(user["server"]["auth"]["adminUsername"], auth["admin-password"]))
@@ -229,9 +228,9 @@ def test_postgres_objectstore_auth_survives_server_restart(node, namespace, tmp_
     helm_test_passes(node, "helm", namespace)
 
 
-def test_helm3_install_and_helm_test(node, namespace, tmp_path):
+def test_helm3_install_and_helm_test(node, release, namespace, tmp_path):
     """Helm 3 still installs the chart and runs its test pod for real."""
-    node.helm("helm3", "install", RELEASE, CHART, "-n", namespace, "-f", small(tmp_path, training={"enabled": False}),
+    node.helm("helm3", "install", RELEASE, *release.install_args(), "-n", namespace, "-f", small(tmp_path, training={"enabled": False}),
               "--wait", *TIMEOUT)  # fmt: skip
     helm_test_passes(node, "helm3", namespace)
 
@@ -239,3 +238,37 @@ def test_helm3_install_and_helm_test(node, namespace, tmp_path):
 def standin(name: str) -> dict:
     repository, tag = image_ref(name).rsplit(":", 1)
     return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
+def test_released_artifacts_are_signed_and_pulled_with_credentials(node, release: Release, namespace, tmp_path):
+    """The release in the registry: the chart's provenance and both images' cosign signatures verify with the public
+    keys (and not with another key); the packaged chart pins the pushed digests; a pull secret with a wrong password
+    ends in ImagePullBackOff."""
+    ca = ["--ca-file", release.registry["REGISTRY_CA"]]
+    node.helm("helm", "pull", release.chart, "--version", release.version, "--verify", "--keyring",
+              release.gpg_public, *ca, "-d", tmp_path)  # fmt: skip
+    values = yaml.safe_load(node.helm("helm", "show", "values", release.chart, "--version", release.version, *ca).stdout)
+    for block, name in (("server", "server"), ("training", "trainer")):
+        image = values[block]["image"]
+        assert f"{image['repository']}@{image['digest']}" == release.image(name), image
+
+    node.exec("env", "COSIGN_PASSWORD=", "cosign", "generate-key-pair", "--output-key-prefix", tmp_path / "other")
+    for name in ("server", "trainer"):
+        release.cosign("verify", "--key", release.cosign_public, "--insecure-ignore-tlog=true", release.image(name))
+        bad = release.cosign("verify", "--key", tmp_path / "other.pub", "--insecure-ignore-tlog=true",
+                             release.image(name), check=False)  # fmt: skip
+        assert bad.returncode != 0, f"{name}: verified with a key that never signed it"
+
+    release.pull_secret(namespace, "wrong", password="not-the-password")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pull", "namespace": namespace},
+           "spec": {"imagePullSecrets": [{"name": "wrong"}], "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": release.image("server"), "imagePullPolicy": "Always",
+                                    "command": ["true"]}]}}  # fmt: skip
+    node.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def refused():
+        statuses = node.get("pod/pull", "-n", namespace).get("status", {}).get("containerStatuses", [])
+        waiting = statuses[0]["state"].get("waiting", {}) if statuses else {}
+        return waiting if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+    waiting = wait_until("the pull with a wrong password to be refused", refused, 120, 2)
+    assert "401" in waiting.get("message", "") or "nauthorized" in waiting.get("message", ""), waiting

@@ -36,9 +36,10 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- end }}
 {{- end -}}
 
-{{/* Image reference from an image block; call with (dict "ctx" $ "image" .Values.server.image); the tag defaults to appVersion. */}}
+{{/* Image reference from an image block; call with (dict "ctx" $ "image" .Values.server.image); the tag defaults to appVersion, a digest pins it. */}}
 {{- define "mlflow-stack.image" -}}
 {{- printf "%s:%s" .image.repository (.image.tag | default .ctx.Chart.AppVersion | toString) -}}
+{{- with .image.digest }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* ServiceAccount the pods run as. */}}
