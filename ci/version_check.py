@@ -4,8 +4,8 @@ and our own (chart-testing is not served by the Go module proxy CI can reach). R
 
 Usage: ci/version_check.py [--repo DIR] [--expect-tag TAG]
 
-  The last release tag is the highest mlflow-stack-<SemVer> tag (chart-releaser's naming) in HEAD's history, leaving
-  out tags on HEAD itself (on a release commit the check compares with the release before). Since that tag:
+  The last release tag is the highest mlflow-stack-<SemVer> tag (chart-releaser's naming) in HEAD's history; on a
+  tagged release commit with nothing changed since, the one before it (so a tag push checks its own bumps). Since it:
   - anything under charts/mlflow-stack/ changed (the working tree counts, untracked files too)
       -> Chart.yaml `version` must be above the tag's
   - anything under images/ or src/ changed, or pyproject.toml outside its dev extra and [tool.*] (what the two images
@@ -63,7 +63,10 @@ def git(repo: Path, *args: str) -> str:
 
 
 def last_release_tag(repo: Path) -> str | None:
-    tags = git(repo, "tag", "--merged", "HEAD", "--no-contains", "HEAD", "--list", f"{TAG_PREFIX}*").split()
+    # On a release commit (tagged, nothing changed since) compare with the release before, so that the tag's own
+    # workflow checks that release's bumps; once anything changes after it, even uncommitted, its tag is the baseline.
+    at_head = [] if changed_since(repo, "HEAD", (CHART_DIR, *APP_INPUTS)) else ["--no-contains", "HEAD"]
+    tags = git(repo, "tag", "--merged", "HEAD", *at_head, "--list", f"{TAG_PREFIX}*").split()
     # Skip names that only share the prefix (mlflow-stack-server-…): the rest must be a SemVer version.
     versioned = [(key, t) for t in tags if (key := semver_key(t[len(TAG_PREFIX):])) is not None]
     return max(versioned)[1] if versioned else None
@@ -125,8 +128,11 @@ def check(repo: Path, expect_tag: str | None = None) -> list[str]:
                       f"its release tag is {TAG_PREFIX}{version}")  # fmt: skip
     tag = last_release_tag(repo)
     if tag is None:
+        # A shallow clone (CI's default checkout) has no tags in its history: say so rather than pass in silence.
+        shallow = git(repo, "rev-parse", "--is-shallow-repository").strip() == "true"
         print(f"version-check: no release tag yet ({TAG_PREFIX}<version>): nothing to compare "
-              f"version {version} / appVersion {app_version} with")  # fmt: skip
+              f"version {version} / appVersion {app_version} with"
+              + (" (a shallow clone: `git fetch --unshallow --tags` to check against the tags)" if shallow else ""))  # fmt: skip
         return errors
     tag_version, tag_app_version = chart_versions(git(repo, "show", f"{tag}:{CHART_DIR}/Chart.yaml"),
                                                   f"{CHART_DIR}/Chart.yaml at {tag}")  # fmt: skip

@@ -201,3 +201,21 @@ def test_semver_precedence() -> None:
     assert len(set(keys)) == len(keys)
     assert module.semver_key("1.0.0+build.5") == module.semver_key("1.0.0")
     assert [module.semver_key(v) for v in ("1.0", "01.0.0", "v1.0.0", "")] == [None] * 4
+
+
+def test_shallow_clone_says_why_there_is_no_tag(repo: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(clone))
+    result = run_check(clone)
+    assert_passes(result)
+    assert "no release tag yet" in result.stdout and "shallow clone" in result.stdout
+
+
+def test_uncommitted_change_on_the_tagged_commit_is_checked_against_that_tag(repo: Path) -> None:
+    git(repo, "tag", "mlflow-stack-0.1.1-notes-are-not-semver-prefixed")  # noise: not SemVer after the prefix
+    set_versions(repo, "0.2.0", "0.1.0")
+    write(repo, "charts/mlflow-stack/values.yaml", "replicas: 2\n")
+    commit(repo, "release 0.2.0")
+    git(repo, "tag", "mlflow-stack-0.2.0")
+    write(repo, "charts/mlflow-stack/values.yaml", "replicas: 3\n")  # edited right after tagging, not committed
+    assert_fails(run_check(repo), "since mlflow-stack-0.2.0", "version is 0.2.0, not above 0.2.0")
