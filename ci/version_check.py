@@ -130,22 +130,24 @@ def check(repo: Path, expect_tag: str | None = None) -> list[str]:
     if tag is None:
         # A shallow clone (CI's default checkout) has no tags in its history: say so rather than pass in silence.
         shallow = git(repo, "rev-parse", "--is-shallow-repository").strip() == "true"
+        hint = " (a shallow clone: `git fetch --unshallow --tags` to check against the tags)" if shallow else ""
         print(f"version-check: no release tag yet ({TAG_PREFIX}<version>): nothing to compare "
-              f"version {version} / appVersion {app_version} with"
-              + (" (a shallow clone: `git fetch --unshallow --tags` to check against the tags)" if shallow else ""))  # fmt: skip
+              f"version {version} / appVersion {app_version} with{hint}")  # fmt: skip
         return errors
     tag_version, tag_app_version = chart_versions(git(repo, "show", f"{tag}:{CHART_DIR}/Chart.yaml"),
                                                   f"{CHART_DIR}/Chart.yaml at {tag}")  # fmt: skip
     chart_changes = changed_since(repo, tag, (CHART_DIR,))
     if chart_changes and semver_key(version) <= semver_key(tag_version):
         errors.append(f"{CHART_DIR}/ changed since {tag} ({listing(chart_changes)}) but Chart.yaml version is "
-                      f"{version}, not above {tag_version}: bump version ({BUMPS}) and add its CHANGELOG.md section")  # fmt: skip
+                      f"{version}, not above {tag_version}: bump version ({BUMPS}) "
+                      "and add its CHANGELOG.md section")  # fmt: skip
     app_changes = app_inputs_changed(repo, tag)
     if app_changes and semver_key(app_version) <= semver_key(tag_app_version):
-        errors.append(f"the images' inputs changed since {tag} ({listing(app_changes)}) but Chart.yaml appVersion is "
-                      f"{app_version}, not above {tag_app_version}: bump appVersion (the images' tag) and version")  # fmt: skip
-    print(f"version-check: since {tag}: {len(chart_changes)} chart files changed (version {tag_version} -> {version}), "
-          f"{len(app_changes)} image inputs changed (appVersion {tag_app_version} -> {app_version})")  # fmt: skip
+        errors.append(f"the images' inputs changed since {tag} ({listing(app_changes)}) but Chart.yaml appVersion "
+                      f"is {app_version}, not above {tag_app_version}: bump appVersion (the images' tag) "
+                      "and version")  # fmt: skip
+    print(f"version-check: since {tag}: {len(chart_changes)} chart files changed (version {tag_version} -> "
+          f"{version}), {len(app_changes)} image inputs changed (appVersion {tag_app_version} -> {app_version})")  # fmt: skip
     return errors
 
 

@@ -75,7 +75,8 @@ def test_artifacthub_images_are_the_images_the_chart_renders(tmp_path: Path) -> 
     app = CHART_YAML["appVersion"]
     for ours in ("ghcr.io/mlflow-stack/mlflow-stack-server:", "ghcr.io/mlflow-stack/mlflow-stack-trainer:"):
         assert f"{ours}{app}" in listed, f"{ours}{app} (the chart's appVersion) is not in artifacthub.io/images"
-    assert f"ghcr.io/mlflow-stack/mlflow-stack-trainer:{app}-cuda" in listed, "values-gpu.yaml's tag is not <appVersion>-cuda"
+    cuda = f"ghcr.io/mlflow-stack/mlflow-stack-trainer:{app}-cuda"
+    assert cuda in listed, f"{cuda} is not in artifacthub.io/images (values-gpu.yaml's tag must be <appVersion>-cuda)"
     assert all(entry.get("name") for entry in annotated_images())
 
 
