@@ -10,7 +10,10 @@
 #      else reported as skipped
 #   5. kube-score on every scenario: no CRITICAL finding except the checks ignored below (each with its reason)
 #   6. helm-docs drift: charts/mlflow-stack/README.md must equal what helm-docs generates, and every value has a description
-#   7. the rendered server config of every ci/*-values.yaml scenario run for real on 127.0.0.1
+#   7. version rules (ci/version_check.py, the `ct lint` rule): since the last release tag mlflow-stack-<version>, a changed
+#      chart needs a `version` bump and changed images/, src/ or image pins an `appVersion` bump; no tag yet passes
+#   8. actionlint on .github/workflows (with shellcheck on their run: blocks): the release workflow cannot run here
+#   9. the rendered server config of every ci/*-values.yaml scenario run for real on 127.0.0.1
 #      (charts/mlflow-stack/tests/smoke/run_rendered.py): the init containers (db-upgrade, auth-admin), `mlflow server`
 #      with the chart's args/env, allowed/refused Host headers, basic auth, the ServiceMonitor's scrape, and the
 #      `helm test` script; the training Job's containers with the real trainer (sqlite-default); a changed admin password
@@ -55,11 +58,12 @@ section() { printf '\n=== chart-test: %s\n' "$*"; SECTION_START=$(date +%s); }
 done_section() { printf -- '--- ok (%ss)\n' "$(( $(date +%s) - SECTION_START ))"; }
 fail() { printf 'chart-test: FAIL: %s\n' "$*" >&2; exit 1; }
 
-for tool in "${HELMS[@]}" untt helm-docs kube-score kubernetes-validate; do
+for tool in "${HELMS[@]}" untt helm-docs kube-score kubernetes-validate actionlint shellcheck; do
   command -v "$tool" >/dev/null || fail "$tool not found; run: make setup (ci/install-helm-tools.sh)"
 done
 echo "helm $(helm version --short), helm3 $(helm3 version --short), kube-score $(kube-score version | awk '{print $3}' | tr -d ,)," \
-  "helm-docs $(helm-docs --version | awk '{print $3}'), kubernetes-validate $(kubernetes-validate --version)"
+  "helm-docs $(helm-docs --version | awk '{print $3}'), kubernetes-validate $(kubernetes-validate --version)," \
+  "actionlint $(actionlint -version | head -1), shellcheck $(shellcheck --version | awk '/^version:/ {print $2}')"
 
 # Values files of every scenario: name=file ("" = chart defaults).
 SCENARIOS=("default=" "values-cpu=$CHART/values-cpu.yaml" "values-gpu=$CHART/values-gpu.yaml")
@@ -161,6 +165,15 @@ fi
 undocumented=$(awk '/^## Values/ {v=1} v && /^\| [a-zA-Z]/ && $0 !~ /^\| Key/ {n=split($0, c, " \\| "); if (c[n] ~ /^ *\|? *$/) print c[1]}' "$CHART/README.md")
 [ -z "$undocumented" ] || fail "values without a description (add a '# --' comment in values.yaml): $undocumented"
 echo "README.md is up to date; $(awk '/^## Values/ {v=1} v && /^\| [a-z]/' "$CHART/README.md" | wc -l) values documented"
+done_section
+
+section "version rules against the last release tag (ci/version_check.py)"
+python ci/version_check.py || fail "version rules (README.md, \"Releasing\"): bump what the message names"
+done_section
+
+section "actionlint .github/workflows ($(ls .github/workflows/*.yml | wc -l) workflows, shellcheck on run: blocks)"
+actionlint -no-color || fail "actionlint: fix the workflows above"
+echo "workflows ok: $(cd .github/workflows && echo *.yml)"
 done_section
 
 section "rendered server config of every scenario against the real mlflow $(python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1"

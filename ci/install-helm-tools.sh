@@ -6,6 +6,7 @@
 #               makes a plain `go install` fail), also installed as the `unittest` plugin of both helms
 #   helm-docs   values table of charts/mlflow-stack/README.md <- go install ...@HELM_DOCS_VERSION
 #   kube-score  security scan of the rendered chart          <- go install ...@KUBE_SCORE_VERSION
+#   actionlint  lint of .github/workflows (ci/chart-test.sh)  <- go install ...@ACTIONLINT_VERSION
 # Each tool is built once into .tools/store/<tool>-<version>[-<go.mod hash>]/ and linked into .tools/bin, so a version
 # bump rebuilds only that tool and a second run is a no-op. `helm` and `helm3` in .tools/bin are small wrappers that
 # default HELM_PLUGINS to .tools/helm/plugins (so `helm unittest` works without touching ~/.local/share/helm).
@@ -18,6 +19,7 @@ ROOT=$PWD
 # shellcheck source=versions.env
 source ci/versions.env
 : "${HELM_VERSION:?}" "${HELM3_VERSION:?}" "${HELM_UNITTEST_VERSION:?}" "${HELM_DOCS_VERSION:?}" "${KUBE_SCORE_VERSION:?}"
+: "${ACTIONLINT_VERSION:?}"
 STORE=$ROOT/.tools/store
 BIN=$ROOT/.tools/bin
 PLUGINS=$ROOT/.tools/helm/plugins
@@ -134,12 +136,16 @@ platformCommand:
 [ "$(cat "$PLUGINS/unittest/plugin.yaml" 2>/dev/null)" = "$plugin_yaml" ] ||
   printf '%s\n' "$plugin_yaml" > "$PLUGINS/unittest/plugin.yaml"
 
-# --- helm-docs and kube-score ---------------------------------------------------------------------------------------
+# --- helm-docs, kube-score and actionlint -----------------------------------------------------------------------------
 store "helm-docs-$HELM_DOCS_VERSION" helm-docs go_install "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION" \
   "-s -w -X main.version=${HELM_DOCS_VERSION#v}"
 link helm-docs "../store/helm-docs-$HELM_DOCS_VERSION/helm-docs"
 store "kube-score-$KUBE_SCORE_VERSION" kube-score go_install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" \
   "-s -w -X main.version=${KUBE_SCORE_VERSION#v}"
 link kube-score "../store/kube-score-$KUBE_SCORE_VERSION/kube-score"
+store "actionlint-$ACTIONLINT_VERSION" actionlint go_install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" \
+  "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
+link actionlint "../store/actionlint-$ACTIONLINT_VERSION/actionlint"
 
-log "ok: helm $HELM_VERSION, helm3 $HELM3_VERSION, helm-unittest $HELM_UNITTEST_VERSION, helm-docs $HELM_DOCS_VERSION, kube-score $KUBE_SCORE_VERSION in .tools/bin"
+log "ok: helm $HELM_VERSION, helm3 $HELM3_VERSION, helm-unittest $HELM_UNITTEST_VERSION, helm-docs $HELM_DOCS_VERSION," \
+  "kube-score $KUBE_SCORE_VERSION, actionlint $ACTIONLINT_VERSION in .tools/bin"
