@@ -14,7 +14,8 @@
 #   REGISTRY_CA              CA bundle of a registry with a private CA
 #   HELM_SIGN_KEY, HELM_KEYRING  `helm package --sign --key "$HELM_SIGN_KEY" --keyring "$HELM_KEYRING"` (a GnuPG
 #                            secret keyring in the legacy format: `gpg --export-secret-keys > secring.gpg`)
-#   COSIGN_KEY (+ COSIGN_PASSWORD)  sign each pushed image with cosign (key-based, no transparency-log upload)
+#   COSIGN_KEY (+ COSIGN_PASSWORD)  sign each pushed image with cosign (key-based, no transparency-log upload); a file
+#                            or any key reference cosign takes (env://VAR, a KMS URI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -66,10 +67,11 @@ images() {
 sign_images() {
   local name ref
   [ -n "${COSIGN_KEY:-}" ] || { log "COSIGN_KEY not set: images not signed"; return 0; }
-  export DOCKER_CONFIG=$TMP/docker
   [ -z "${REGISTRY_CA:-}" ] || export SSL_CERT_FILE=$REGISTRY_CA
-  [ -z "${REGISTRY_USERNAME:-}" ] ||
+  if [ -n "${REGISTRY_USERNAME:-}" ]; then  # else the caller's login (DOCKER_CONFIG) is used
+    export DOCKER_CONFIG=$TMP/docker
     cosign login "$HOST" -u "$REGISTRY_USERNAME" --password-stdin <<< "$REGISTRY_PASSWORD" >/dev/null
+  fi
   for name in server trainer; do
     ref=$(bash ci/images.sh ref $name)
     cosign sign --yes --key "$COSIGN_KEY" --tlog-upload=false "${ref%:*}@$(cat ".work/images/$name.digest")" 2>"$TMP/cosign.log" ||

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from nodelib import CHART, NODE, Mlflow, Node, Release, image_ref, wait_until
 
-pytestmark = pytest.mark.e2e
+# the first test also pays for the session: node up, `make release` (a cold push of the 7.7 GB trainer), first pulls
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
 
 RELEASE = "mlflow-stack"  # fullname = release name
 SERVICE = "mlflow-service"  # the server's Service (server.service.name default)
