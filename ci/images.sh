@@ -121,15 +121,16 @@ build_one() {
   # shellcheck disable=SC2046
   key=$(cat "$(dockerfile "$name")" $(inputs_of "$name") | { cat; printf '%s\n' "${args[@]}" "$base_id"; } | sha256sum | cut -c1-16)
   if [ "$(image_label "$ref")" = "$key" ]; then log "$ref is up to date"; return 0; fi
-  # the same inputs built under another name (another REGISTRY): tag that image instead of building it again
-  same=$(buildah images --noheading --filter "label=$LABEL=$key" --format '{{.ID}}' | head -1)
+  # the same inputs built under another name (another REGISTRY): tag that image instead of building it again. Only a
+  # named image counts: a failed build leaves its last good step, label and all, as an unnamed one.
+  same=$(buildah images --noheading --filter "label=$LABEL=$key" --format '{{.ID}} {{.Name}}' | awk '$2 != "<none>" {print $1; exit}')
   if [ -n "$same" ]; then buildah tag "$same" "$ref"; log "$ref is up to date (tagged $same)"; return 0; fi
   log "building $ref"
   local mounts=() old
   old=$(buildah inspect --type image --format '{{.FromImageID}}' "$ref" 2>/dev/null) || old=
   [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
   [ -f /etc/ssl/certs/ca-certificates.crt ] && mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
-  buildah bud --quiet --isolation oci --network host --layers "${mounts[@]}" "${args[@]}" --label "$LABEL=$key" \
+  buildah bud --quiet --isolation oci --network host --layers --force-rm "${mounts[@]}" "${args[@]}" --label "$LABEL=$key" \
     -f "$(dockerfile "$name")" -t "$ref" . >/dev/null
   log "built $ref in $((SECONDS - t0))s ($(buildah images --format '{{.Size}}' "$ref"))"
   # the image it replaced, unless something else still names it: the trainer is 7.7 GB, the disk may be shared
@@ -153,13 +154,16 @@ build() {
 # push NAME...: build, push to $REGISTRY, and write each pushed manifest's digest to .work/images/NAME.digest (what
 # `make release` pins the chart to). REGISTRY_USERNAME/REGISTRY_PASSWORD log in, REGISTRY_CA trusts a private CA.
 push() {
-  local name ref opts=() certs
+  local name ref opts=() tmp
   build "$@"
   mkdir -p .work/images
   if ! use_docker; then
-    [ -z "${REGISTRY_USERNAME:-}" ] || opts+=(--creds "$REGISTRY_USERNAME:$REGISTRY_PASSWORD")
-    if [ -n "${REGISTRY_CA:-}" ]; then
-      certs=$(mktemp -d); cp "$REGISTRY_CA" "$certs/ca.crt"; opts+=(--cert-dir "$certs")
+    tmp=$(mktemp -d)
+    if [ -n "${REGISTRY_CA:-}" ]; then cp "$REGISTRY_CA" "$tmp/ca.crt"; opts+=(--cert-dir "$tmp"); fi
+    if [ -n "${REGISTRY_USERNAME:-}" ]; then  # a throwaway auth file: the password never on a command line
+      buildah login --authfile "$tmp/auth.json" "${opts[@]}" -u "$REGISTRY_USERNAME" --password-stdin \
+        "${REGISTRY%%/*}" <<< "$REGISTRY_PASSWORD" >/dev/null
+      opts+=(--authfile "$tmp/auth.json")
     fi
   elif [ -n "${REGISTRY_USERNAME:-}" ]; then
     docker login -u "$REGISTRY_USERNAME" --password-stdin "${REGISTRY%%/*}" <<< "$REGISTRY_PASSWORD"
@@ -174,7 +178,7 @@ push() {
     fi
     log "pushed $ref@$(cat ".work/images/$name.digest")"
   done
-  [ -z "${certs:-}" ] || rm -rf "$certs"
+  [ -z "${tmp:-}" ] || rm -rf "$tmp"
 }
 
 cmd=${1:-build}; shift || true
