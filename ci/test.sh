@@ -4,7 +4,8 @@
 #   2. images: the server and trainer images plus the test stand-ins, built for real (ci/images.sh; unchanged ones are
 #      not rebuilt). The trainer is the CUDA variant: the CPU one needs the PyTorch index, which CI cannot reach.
 #   3. pytest, all but the end-to-end tests
-#   4. pytest -m e2e: the chart installed on a real node (ci/node) running those images
+#   4. pytest -m e2e: those images and the chart released (signed) into the real node's registry (ci/node, ci/release.sh),
+#      installed from oci:// and pulled with an imagePullSecret
 # Where the kernel allows, pytest runs in a network namespace that has only loopback: proof that training, servers
 # and the clusters need nothing from outside (the real node lives in a namespace of its own inside it).
 # MLFLOW_STACK_REQUIRE_E2E=1 (set by .ci/run) turns a skipped end-to-end test into a failure.
