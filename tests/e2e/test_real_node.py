@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
 import pytest
 import yaml
@@ -145,17 +144,7 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, nam
     run_id = wait_until("the long training's first epoch in MLflow", lambda: first_epoch_logged(mlflow), 300, 2)
     [pod3] = node.get("pods", *ns, "-l", f"job-name={job3}")["items"]
     name3 = pod3["metadata"]["name"]
-    with subprocess.Popen([NODE, "exec", "kubectl", "get", "pod", name3, *ns, "--watch", "--output-watch-events",
-                           "-o", "json"], stdout=subprocess.PIPE, text=True, env=node.env) as watch:  # fmt: skip
-        try:
-            node.kubectl("delete", "pod", name3, *ns, "--wait=true", timeout=240)
-        finally:
-            time.sleep(1)
-            watch.terminate()
-        events = watch.stdout.read()
-    codes = [s["state"]["terminated"]["exitCode"] for e in json_stream(events)
-             for s in e["object"]["status"].get("containerStatuses", []) if "terminated" in s.get("state", {})]
-    assert 143 in codes, f"trainer exit codes seen: {codes}"
+    assert 143 in exit_codes_until_deleted(node, namespace, name3), "the trainer did not exit 143 on SIGTERM"
     run = mlflow.call("GET", f"runs/get?run_id={run_id}")["run"]
     assert run["info"]["status"] == "KILLED", run["info"]
     weights = mlflow.artifacts(run_id, "training-output/weights")
@@ -180,16 +169,24 @@ def manifest(node: Node, ns: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(node.helm("helm", "get", "manifest", RELEASE, "-n", ns).stdout) if d]
 
 
-def json_stream(text: str) -> list[dict]:
-    """kubectl --watch -o json prints one JSON document after another."""
-    out, dec, i = [], json.JSONDecoder(), 0
-    while i < len(text):
-        if text[i].isspace():
-            i += 1
-            continue
-        obj, i = dec.raw_decode(text, i)
-        out.append(obj)
-    return out
+def exit_codes_until_deleted(node: Node, ns: str, pod: str) -> list[int]:
+    """Delete the pod (SIGTERM from the kubelet) and return its containers' exit codes, read from a watch started
+    before the delete and read up to the pod's DELETED event: the exit code exists only while the pod does."""
+    fmt = 'jsonpath={.type} {.object.status.containerStatuses[*].state.terminated.exitCode}{"\\n"}'
+    with subprocess.Popen([NODE, "exec", "kubectl", "get", "pod", pod, "-n", ns, "--watch", "--output-watch-events",
+                           "-o", fmt], stdout=subprocess.PIPE, text=True, env=node.env) as watch:  # fmt: skip
+        try:
+            assert watch.stdout.readline().startswith("ADDED"), "the watch did not start"
+            node.kubectl("delete", "pod", pod, "-n", ns, "--wait=false")
+            codes = []
+            for line in watch.stdout:  # pytest-timeout bounds this
+                event, *exits = line.split()
+                codes += [int(c) for c in exits]
+                if event == "DELETED":
+                    return codes
+            pytest.fail(f"the watch of {pod} ended before its deletion (exit codes so far: {codes})", pytrace=False)
+        finally:
+            watch.terminate()
 
 
 def test_postgres_objectstore_auth_survives_server_restart(node, release, namespace, tmp_path):
