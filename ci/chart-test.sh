@@ -212,7 +212,7 @@ pg_run() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; f
 [ -n "$PG_BIN" ] && { [ "$(id -u)" != 0 ] || id postgres >/dev/null 2>&1; } ||
   fail "no Debian PostgreSQL binaries (/usr/lib/postgresql/*/bin): run make setup"
 PG_DATA=$TMP/pg/data PG_PASS=smoke-$RANDOM-password
-PG_PORT=$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PG_PORT=$(python ci/lib/ports.py)
 mkdir -p "$TMP/pg" && printf '%s\n' "$PG_PASS" > "$TMP/pg/pw"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$TMP/pg/key.pem" -out "$TMP/pg/cert.pem" 2>/dev/null
 chmod 600 "$TMP/pg/key.pem"

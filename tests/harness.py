@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
+import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,17 @@ BASE_ENV = {
 }
 
 
+@functools.cache
+def _ports_module():  # noqa: ANN202 - ci/lib/ports.py, shared with the shell scripts under ci/
+    spec = importlib.util.spec_from_file_location("mlflow_stack_ports", REPO / "ci" / "lib" / "ports.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port outside the ephemeral range: no outgoing connection can take it before our server binds it."""
+    return _ports_module().free_port()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, proc: "Proc | None" = None) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,9 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "ci" / "lib"))
+from ports import free_port  # noqa: E402 - ci/lib/ports.py: a port no outgoing connection takes before the server binds
 
 
 def find(docs, kind, component):
@@ -138,9 +140,7 @@ def main() -> int:
     main_c = pod["containers"][0]
     data, artifacts = work / "data", work / "artifacts"
     data.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
 
     def rewrite(text: str) -> str:
         for old, new in [("/mlflow-data", str(data)), *mappings]:
