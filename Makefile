@@ -11,7 +11,8 @@ help:
 	@echo "make bench  - run the benchmarks under bench/ and write bench/RESULTS.md"
 	@echo "make images - build the server and trainer images (buildah or docker); REGISTRY=ghcr.io/you PUSH=1 pushes them,"
 	@echo "              TORCH_VARIANT=cuda builds the trainer with PyPI's CUDA torch (tag <appVersion>-cuda)"
-	@echo "make release REGISTRY=ghcr.io/you [PUSH=1] - images + packaged (signed) chart, pinned by digest; PUSH=1 pushes"
+	@echo "make release REGISTRY=ghcr.io/you [PUSH=1] - images (server, CPU and CUDA trainer) + packaged (signed) chart,"
+	@echo "              pinned by digest; TRAINER_VARIANTS=cuda releases one trainer build; PUSH=1 pushes"
 	@echo "              both to the OCI registry, signs the images (COSIGN_KEY) and prints the helm install line"
 
 setup: setup-python setup-tools
@@ -26,7 +27,7 @@ images:
 	@REGISTRY=$(REGISTRY) TORCH_VARIANT=$(TORCH_VARIANT) bash ci/images.sh $(if $(filter 1,$(PUSH)),push,build)
 
 release:
-	@REGISTRY=$(REGISTRY) PUSH=$(filter 1,$(PUSH)) TORCH_VARIANT=$(TORCH_VARIANT) bash ci/release.sh
+	@REGISTRY=$(REGISTRY) PUSH=$(filter 1,$(PUSH)) TORCH_VARIANT=$(TORCH_VARIANT) TRAINER_VARIANTS="$(TRAINER_VARIANTS)" bash ci/release.sh
 
 demo: setup-python
 	@KEEP_SERVER=$(KEEP_SERVER) bash ci/demo.sh

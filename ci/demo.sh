@@ -24,8 +24,10 @@ curl -fsS "$URL/health" >/dev/null || { echo "demo: mlflow server did not start;
 
 [ -f "$W/synth128/data.yaml" ] || trainer make-dataset "$W/synth128" --train 128 --val 16 >/dev/null
 cd "$W"
+# The model is registered, and becomes @champion only when it beats the current one (a rerun with more epochs).
 trainer train --mlflow-uri "$URL" --data synth128/data.yaml --weights '' --cfg yolov5n.yaml \
-  --imgsz 128 --batch-size 16 --epochs "$EPOCHS" --workers 0 2>&1 | tee "$W/train.out"
+  --imgsz 128 --batch-size 16 --epochs "$EPOCHS" --workers 0 \
+  --register-model yolov5-synth --promote-alias champion 2>&1 | tee "$W/train.out"
 
 python - "$URL" <<'PY'
 import sys
@@ -41,7 +43,12 @@ print(f"run id      : {run.info.run_id} ({run.info.run_name}, {run.info.status})
 print(f"final mAP   : mAP@0.5={m.get('metrics/mAP_0.5', float('nan')):.4f}  mAP@0.5:0.95={m.get('metrics/mAP_0.5_0.95', float('nan')):.4f}")
 print(f"weights     : {run.info.artifact_uri}/training-output/weights/best.pt")
 print(f"MLflow UI   : {run_link(url, exp.experiment_id, run.info.run_id)}")
+champion = client.get_model_version_by_alias("yolov5-synth", "champion")
+print(f"champion    : models:/yolov5-synth@champion = version {champion.version} (run {champion.run_id})")
 PY
+image=$(ls synth128/images/val/*.jpg | head -1)
+echo "use it      : MLFLOW_TRACKING_URI=$URL trainer predict --model models:/yolov5-synth@champion $W/$image"
+MLFLOW_TRACKING_URI=$URL trainer predict --model models:/yolov5-synth@champion "$image" | head -3
 if [ "${KEEP_SERVER:-0}" = 1 ]; then
   echo "server kept running (pid $(cat "$W/server.pid")); stop it with: kill \$(cat .work/demo/server.pid)"
 else

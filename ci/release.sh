@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Releases the chart and its two images to an OCI registry; `make release` calls it.
+# Releases the chart and its images (server, CPU and CUDA trainer) to an OCI registry; `make release` calls it.
 #
 #   REGISTRY=ghcr.io/you ci/release.sh           build the images, package (and sign) the chart into .work/release/
 #   REGISTRY=ghcr.io/you PUSH=1 ci/release.sh    ... and push images + chart, sign the images, print the install line
@@ -9,7 +9,11 @@
 # Env:
 #   REGISTRY                 where images and chart go (images: $REGISTRY/mlflow-stack-{server,trainer}, chart:
 #                            oci://$REGISTRY/charts/mlflow-stack)
-#   TORCH_VARIANT            trainer build (cpu or cuda; see ci/images.sh)
+#   TRAINER_VARIANTS         trainer builds to release (default: "cpu cuda", both; TORCH_VARIANT=cpu|cuda, when set,
+#                            releases only that one): cpu is pinned as training.image.digest, cuda (tag
+#                            <appVersion>-cuda, what values-gpu.yaml selects) as training.image.cudaDigest. A release
+#                            of cuda alone makes it the packaged chart's default (training.image.variant), since the
+#                            CPU tag was not pushed
 #   REGISTRY_USERNAME/_PASSWORD  log in for every push (buildah/docker, helm, cosign); else existing logins are used
 #   REGISTRY_CA              CA bundle of a registry with a private CA
 #   HELM_SIGN_KEY, HELM_KEYRING  `helm package --sign --key "$HELM_SIGN_KEY" --keyring "$HELM_KEYRING"` (a GnuPG
@@ -22,6 +26,10 @@ ROOT=$PWD
 export PATH="$ROOT/.tools/bin:$PATH"
 : "${REGISTRY:?set REGISTRY, e.g. REGISTRY=ghcr.io/you}"
 PUSH=${PUSH:-}
+TRAINER_VARIANTS=${TRAINER_VARIANTS:-${TORCH_VARIANT:-cpu cuda}}
+for v in $TRAINER_VARIANTS; do
+  [[ $v = cpu || $v = cuda ]] || { echo "TRAINER_VARIANTS: unknown variant $v (cpu, cuda)" >&2; exit 2; }
+done
 CHART=charts/mlflow-stack
 OUT=.work/release
 VERSION=$(awk '/^version:/ {print $2}' "$CHART/Chart.yaml")
@@ -34,34 +42,35 @@ die() { log "ERROR: $*"; exit 1; }
 
 helm_tls() { [ -z "${REGISTRY_CA:-}" ] || printf -- '--ca-file\n%s\n' "$REGISTRY_CA"; }
 
-# values NAME REF DIGEST: point the packaged chart's server/training image at REF (repository:tag) and DIGEST
-values() {
-  python3 - "$TMP/chart/values.yaml" "$1" "$2" "$3" <<'PY'
-import re, sys
-path, block, ref, digest = sys.argv[1:]
-repo, tag = ref.rsplit(":", 1)
-text = open(path).read()
-# the image block of the top-level `server:` / `training:` key: its repository, tag and digest lines
-start = re.search(rf"^{block}:\n(?:.*\n)*?  image:\n", text, re.M)
-if not start:
-    sys.exit(f"no {block}.image in values.yaml")
-head, rest = text[: start.end()], text[start.end():]
-for key, value in (("repository", repo), ("tag", f'"{tag}"'), ("digest", f'"{digest}"' if digest else '""')):
-    rest, n = re.subn(rf"^(    {key}:).*$", rf"\g<1> {value}", rest, count=1, flags=re.M)
-    if n != 1:
-        sys.exit(f"no {block}.image.{key} in values.yaml")
-open(path, "w").write(head + rest)
-PY
-}
+# pin BLOCK KEY=VALUE...: set the packaged chart's <BLOCK>.image keys (ci/lib/pin_images.py keeps every comment)
+pin() { python3 ci/lib/pin_images.py "$TMP/chart/values.yaml" "$@"; }
 
+# digest NAME: the pushed image's digest (.work/images/NAME.digest), empty without PUSH
+digest() { [ -z "$PUSH" ] || cat ".work/images/$1.digest"; }
+
+# trainer_ref VARIANT: the trainer image of one build (cpu: <appVersion>, cuda: <appVersion>-cuda)
+trainer_ref() { TORCH_VARIANT=$1 bash ci/images.sh ref trainer; }
+
+# images: build (PUSH: and push) the server and each trainer variant, and pin them in the packaged chart; the trainer's
+# tag stays "" (appVersion, -cuda for the CUDA variant), so training.image.variant picks both tag and digest
 images() {
-  local digest name
-  if [ -n "$PUSH" ]; then bash ci/images.sh push server trainer; else bash ci/images.sh build server trainer; fi
-  for name in server trainer; do
-    digest=
-    [ -z "$PUSH" ] || digest=$(cat ".work/images/$name.digest")
-    values "$( [ $name = server ] && echo server || echo training)" "$(bash ci/images.sh ref $name)" "$digest"
+  local verb=build ref variant key
+  [ -z "$PUSH" ] || verb=push
+  bash ci/images.sh "$verb" server
+  ref=$(bash ci/images.sh ref server)
+  pin server "repository=${ref%:*}" "tag=${ref##*:}" "digest=$(digest server)"
+  for variant in $TRAINER_VARIANTS; do
+    TORCH_VARIANT=$variant bash ci/images.sh "$verb" trainer
+    # images.sh writes trainer.digest for either build: keep each variant's apart
+    [ -z "$PUSH" ] || cp .work/images/trainer.digest ".work/images/trainer-$variant.digest"
+    ref=$(trainer_ref "$variant") key=digest
+    [ "$variant" = cpu ] || key=cudaDigest
+    pin training "repository=${ref%:*}" "$key=$(digest "trainer-$variant")"
   done
+  if [[ " $TRAINER_VARIANTS " != *" cpu "* ]]; then
+    pin training variant=cuda
+    log "only the CUDA trainer is released: it is the packaged chart's default (training.image.variant=cuda)"
+  fi
 }
 
 sign_images() {
@@ -72,11 +81,13 @@ sign_images() {
     export DOCKER_CONFIG=$TMP/docker
     cosign login "$HOST" -u "$REGISTRY_USERNAME" --password-stdin <<< "$REGISTRY_PASSWORD" >/dev/null
   fi
-  for name in server trainer; do
-    ref=$(bash ci/images.sh ref $name)
-    cosign sign --yes --key "$COSIGN_KEY" --tlog-upload=false "${ref%:*}@$(cat ".work/images/$name.digest")" 2>"$TMP/cosign.log" ||
+  local names=(server) v
+  for v in $TRAINER_VARIANTS; do names+=("trainer-$v"); done
+  for name in "${names[@]}"; do
+    if [ "$name" = server ]; then ref=$(bash ci/images.sh ref server); else ref=$(trainer_ref "${name#trainer-}"); fi
+    cosign sign --yes --key "$COSIGN_KEY" --tlog-upload=false "${ref%:*}@$(digest "$name")" 2>"$TMP/cosign.log" ||
       { cat "$TMP/cosign.log" >&2; die "cosign sign $ref failed"; }
-    log "signed ${ref%:*}@$(cat ".work/images/$name.digest")"
+    log "signed ${ref%:*}@$(digest "$name")"
   done
 }
 

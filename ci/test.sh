@@ -6,12 +6,15 @@
 #   3. pytest, all but the end-to-end tests
 #   4. pytest -m e2e: those images and the chart released (signed) into the real node's registry (ci/node, ci/release.sh),
 #      installed from oci:// and pulled with an imagePullSecret
+#   5. nothing left running: every process started by this run (servers, the node, a gpg-agent) has ended
+#      (ci/lib/leftovers.py finds them by the MLFLOW_STACK_TEST_RUN marker each one inherits)
 # Where the kernel allows, pytest runs in a network namespace that has only loopback: proof that training, servers
 # and the clusters need nothing from outside (the real node lives in a namespace of its own inside it).
 # MLFLOW_STACK_REQUIRE_E2E=1 (set by .ci/run) turns a skipped end-to-end test into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.tools/bin:$PWD/.venv/bin:$PATH"
+export MLFLOW_STACK_TEST_RUN="$$-$(date +%s%N)"
 
 echo "== chart: lint, unit tests, schemas, security scan"
 bash ci/chart-test.sh
@@ -38,3 +41,6 @@ pytest -m "not e2e" "$@"
 
 echo "== pytest -m e2e (real node)"
 pytest -m e2e "$@"
+
+echo "== nothing left running"
+python3 ci/lib/leftovers.py

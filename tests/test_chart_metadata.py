@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,7 @@ def test_artifacthub_images_are_the_images_the_chart_renders(tmp_path: Path) -> 
     for ours in ("ghcr.io/mlflow-stack/mlflow-stack-server:", "ghcr.io/mlflow-stack/mlflow-stack-trainer:"):
         assert f"{ours}{app}" in listed, f"{ours}{app} (the chart's appVersion) is not in artifacthub.io/images"
     cuda = f"ghcr.io/mlflow-stack/mlflow-stack-trainer:{app}-cuda"
-    assert cuda in listed, f"{cuda} is not in artifacthub.io/images (values-gpu.yaml's tag must be <appVersion>-cuda)"
+    assert cuda in listed, f"{cuda} is not in artifacthub.io/images (values-gpu.yaml must select training.image.variant cuda)"
     assert all(entry.get("name") for entry in annotated_images())
 
 
@@ -112,3 +113,35 @@ def test_helm_show_of_the_packaged_chart_gives_the_generated_docs(tmp_path: Path
     shown = yaml.safe_load(helm(tmp_path, "show", "chart", str(package), binary=binary))
     assert shown["annotations"] == ANNOTATIONS
     assert (shown["version"], shown["appVersion"]) == (CHART_YAML["version"], CHART_YAML["appVersion"])
+
+
+def test_the_released_chart_pins_both_trainer_builds(tmp_path: Path) -> None:
+    """`make release` pins the server and both trainer builds in the packaged chart (ci/lib/pin_images.py, as
+    ci/release.sh calls it): the defaults run the CPU trainer by its digest, values-gpu.yaml the CUDA one by its own."""
+    chart = tmp_path / "chart"
+    subprocess.run(["cp", "-r", str(CHART), str(chart)], check=True)
+    digests = {name: "sha256:" + char * 64 for name, char in (("server", "a"), ("cpu", "b"), ("cuda", "c"))}
+    pin = [sys.executable, str(REPO / "ci" / "lib" / "pin_images.py"), str(chart / "values.yaml")]
+    repo = "registry.example.com/ml/mlflow-stack"
+    subprocess.run([*pin, "server", f"repository={repo}-server", "tag=0.1.0", f"digest={digests['server']}"], check=True)
+    subprocess.run([*pin, "training", f"repository={repo}-trainer", f"digest={digests['cpu']}",
+                    f"cudaDigest={digests['cuda']}"], check=True)  # fmt: skip
+    helm(tmp_path, "package", str(chart), "-d", str(tmp_path / "dist"))
+    [package] = (tmp_path / "dist").glob("mlflow-stack-*.tgz")
+    app = CHART_YAML["appVersion"]
+
+    values = yaml.safe_load(helm(tmp_path, "show", "values", str(package)))
+    assert (values["training"]["image"]["digest"], values["training"]["image"]["cudaDigest"]) == \
+        (digests["cpu"], digests["cuda"])  # fmt: skip
+    shown = helm(tmp_path, "show", "values", str(package))
+    assert shown.count("# --") == (CHART / "values.yaml").read_text().count("# --"), "pinning lost value docs"
+
+    def ours(*args: str) -> set[str]:
+        return {i for i in images_in(helm(tmp_path, "template", "t", str(package), "-n", "ml", *args)) if repo in i}
+
+    cpu, gpu = ours(), ours("-f", str(CHART / "values-gpu.yaml"))
+    server = f"{repo}-server:0.1.0@{digests['server']}"
+    assert cpu == {server, f"{repo}-trainer:{app}@{digests['cpu']}"}, cpu
+    assert gpu == {server, f"{repo}-trainer:{app}-cuda@{digests['cuda']}"}, (
+        f"values-gpu.yaml on the released chart must run the CUDA trainer by its digest: {gpu}"
+    )

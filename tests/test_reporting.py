@@ -101,3 +101,14 @@ def test_best_epoch_uses_yolov5_fitness(tmp_path: Path) -> None:
     assert summary["best/metrics/mAP_0.5_0.95"] == pytest.approx(0.00036185)
     assert summary["epochs_completed"] == 2
     assert "best/train/box_loss" not in summary
+
+
+def test_tied_epochs_pick_the_last_like_best_pt(tmp_path: Path) -> None:
+    """YOLOv5 rewrites best.pt when an epoch ties the best fitness: best_epoch and best/* are of that last epoch."""
+    row2 = ROW1.replace("                   1,             0.11526", "                   2,             0.09999")
+    csv = tmp_path / "results.csv"
+    csv.write_text(HEADER + ROW0 + ROW1 + row2)
+    watcher = ResultsWatcher(csv, FlakySink(), "run")
+    watcher.poll()
+    summary = {m.key: m.value for m in watcher.summary_metrics()}
+    assert summary["best_epoch"] == 2

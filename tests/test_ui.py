@@ -22,9 +22,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent.parent / ".work" / "screenshots"
 
 
-def open_run_page(url: str, screenshot: Path, search: str = "metrics/mAP_0.5") -> str:
-    """Opens url in a fresh headless Chromium, filters the charts as a user would (only those in view are drawn),
-    and returns the page's text once the mAP@0.5 chart is drawn; the screenshot is taken also when it never is."""
+def open_page(url: str, screenshot: Path, wait_for: str, search: tuple[str, str] | None = None) -> str:
+    """Opens url in a fresh headless Chromium, optionally types into a search box as a user would (placeholder,
+    text), and returns the page's text once `wait_for` is shown; the screenshot is taken also when it never is."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -34,11 +34,11 @@ def open_run_page(url: str, screenshot: Path, search: str = "metrics/mAP_0.5") -
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.goto(url)
             try:
-                page.get_by_placeholder("Search metric charts").fill(search, timeout=120_000)
-                # the chart's legend names the run and the metric: waiting for it waits for the data, not for a time
-                page.get_by_text("(metrics/mAP_0.5)").first.wait_for(timeout=120_000)
+                if search:
+                    page.get_by_placeholder(search[0]).fill(search[1], timeout=120_000)
+                page.get_by_text(wait_for).first.wait_for(timeout=120_000)
             finally:
-                page.screenshot(path=str(screenshot))
+                page.screenshot(path=str(screenshot), full_page=True)
             return page.inner_text("body")
         finally:
             browser.close()
@@ -50,7 +50,8 @@ def test_run_link_opens_the_model_training_view_with_the_map_chart(
 ) -> None:
     assert Path(CHROMIUM).exists(), "chromium is missing: `make setup` installs it (ci/setup-python.sh)"
     result = subprocess.run(
-        trainer_cmd("train", "--mlflow-uri", sqlite_server.url, *tiny_train_args(dataset)), cwd=tmp_path,
+        trainer_cmd("train", "--mlflow-uri", sqlite_server.url, *tiny_train_args(dataset), "--register-model", "ui-detector",
+                    "--promote-alias", "champion"), cwd=tmp_path,
         env=trainer_env(), capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -60,7 +61,10 @@ def test_run_link_opens_the_model_training_view_with_the_map_chart(
     experiment = MlflowClient(sqlite_server.url).get_experiment(MlflowClient(sqlite_server.url).get_run(run_id).info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
-    text = open_run_page(link.group(1), SCREENSHOTS / "run-page.png")
+    # only the charts in view are drawn: filter them; the chart's legend names the run and the metric, so waiting for
+    # it waits for the data, not for a time
+    text = open_page(link.group(1), SCREENSHOTS / "run-page.png", "(metrics/mAP_0.5)",
+                     search=("Search metric charts", "metrics/mAP_0.5"))
 
     lines = text.splitlines()
     assert "Model metrics" in lines  # the run page's metric charts tab ...
@@ -68,3 +72,17 @@ def test_run_link_opens_the_model_training_view_with_the_map_chart(
     for genai in ("Evaluation runs", "Judges", "Evaluations"):  # ... not the GenAI app one
         assert genai not in lines, genai
     assert "mAP_0.5" in lines  # the chart's title
+
+    # The registered version's page: its alias and the promotion's record with the metric, and the linked logged
+    # model's page with the best epoch's metrics (README's two screenshots come from these pages after `make demo`).
+    base = sqlite_server.url
+    version_page = open_page(f"{base}/#/models/ui-detector/versions/1?workflowType=machine_learning",
+                             SCREENSHOTS / "model-version.png", wait_for="promotion.champion")
+    assert re.search(r"^@\s*champion$", version_page, re.MULTILINE), version_page  # the alias chip, not the tag
+    assert "best/metrics/mAP_0.5" in version_page  # the promotion tag carries the compared metric
+    source = MlflowClient(base).get_model_version("ui-detector", "1").source
+    model_page = open_page(f"{base}/#/experiments/{experiment.experiment_id}/models/{source.split('/')[-1]}"
+                           "?workflowType=machine_learning", SCREENSHOTS / "logged-model.png", wait_for="metrics/mAP_0.5")
+    assert "ui-detector" in model_page  # its model version
+    assert "metrics/mAP_0.5_0.95" in model_page.splitlines()
+

@@ -48,8 +48,16 @@ def _bool(text: str) -> bool:
     raise ValueError(f"expected true or false, got {text!r}")
 
 
+def _tag(text: str) -> dict[str, str]:
+    """One --tag flag: KEY=VALUE, where the value may hold commas and '=' (`--tag classes=car,person`)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"expected KEY=VALUE, got {text!r}")
+    return {key.strip(): value.strip()}
+
+
 def _tags(text: str) -> dict[str, str]:
-    """Parses a JSON object (what the chart sets: values may hold commas), 'k=v,k2=v2' (env) or one 'k=v' (flag)."""
+    """TRAINER_TAGS: a JSON object (what the chart sets: values may hold commas) or 'k=v,k2=v2'."""
     if text.lstrip().startswith("{"):
         try:
             parsed = json.loads(text)
@@ -88,8 +96,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("--run-name", str, "", "MLflow run name (default: the --variant, else yolov5-<dataset>-<UTC yyyymmdd-HHMMSS>)"),
     Option("--sweep", str, "", "sweep (group of runs compared together), recorded as the run tag `sweep`"),
     Option("--variant", str, "", "this run's variant in the sweep: the run tag `variant` and the default run name"),
-    Option("--register-model", str, "", "register best.pt as a version of this registered model"),
+    Option("--register-model", str, "", "register the logged detector (MLflow Model) as a version of this registered model"),
     Option("--model-alias", str, "", "alias to point at the new model version (needs --register-model)"),
+    Option("--promote-alias", str, "", "alias (e.g. champion) moved to the new version only if its metric is better"),
+    Option("--promote-metric", str, "best/metrics/mAP_0.5", "run metric that --promote-alias compares"),
+    Option("--promote-mode", str, "max", "max (higher --promote-metric is better) or min"),
     Option("--wait-timeout", float, 120.0, "seconds to wait for the tracking server before giving up"),
     Option("--system-metrics", _bool, True, "log CPU/GPU/memory system metrics while training"),
     Option("--tag", _tags, {}, "extra run tag KEY=VALUE (repeatable; env: comma-separated, or a JSON object)", env="TRAINER_TAGS"),
@@ -97,6 +108,7 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
+PROMOTE_MODES = ("max", "min")
 _DEVICE = re.compile(r"^(auto|cpu|mps|\d+(,\d+)*)$")
 
 
@@ -123,6 +135,9 @@ class TrainConfig:
     variant: str
     register_model: str
     model_alias: str
+    promote_alias: str
+    promote_metric: str
+    promote_mode: str
     wait_timeout: float
     system_metrics: bool
     tag: dict[str, str] = field(default_factory=dict)
@@ -165,8 +180,9 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str], now: datetime | No
         given = getattr(args, opt.dest)
         if opt.dest == "tag" and given:
             merged: dict[str, str] = {}
+            flag = Option(opt.flag, _tag, {}, opt.help)
             for item in given:
-                merged.update(_convert(opt, item, opt.flag))
+                merged.update(_convert(flag, item, opt.flag))
             values["tag"] = merged
         elif given is not None:
             values[opt.dest] = _convert(opt, given, opt.flag)
@@ -212,14 +228,36 @@ def validate(config: TrainConfig) -> None:
         (bool(config.mlflow_uri), "--mlflow-uri (or MLFLOW_TRACKING_URI) is required"),
         (bool(config.experiment), "--experiment must not be empty"),
         (not config.model_alias or bool(config.register_model), "--model-alias needs --register-model"),
+        (not config.promote_alias or bool(config.register_model), "--promote-alias needs --register-model"),
+        (config.promote_mode in PROMOTE_MODES, f"--promote-mode must be one of {', '.join(PROMOTE_MODES)}"),
+        (bool(config.promote_metric), "--promote-metric must not be empty"),
+        (not config.promote_alias or config.promote_alias != config.model_alias,
+         "--promote-alias must differ from --model-alias (which is set unconditionally)"),
         ("/" not in config.name and config.name not in {".", ".."}, "--name must be a plain folder name"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_alias("--model-alias", config.model_alias)
+    check_alias("--promote-alias", config.promote_alias)
     for flag, value in (("--data", config.data), ("--hyp", config.hyp), ("--weights", config.weights)):
         if _looks_local(value) and not Path(value).exists():
             raise ConfigError(f"{flag} {value}: no such file")
+
+
+# MLflow's own rules (mlflow/utils/validation.py): it refuses these only when the alias is set, after the training.
+_ALIAS = re.compile(r"^[\w\-]+$")
+_VERSION_ALIAS = re.compile(r"^[vV]\d+$")
+
+
+def check_alias(flag: str, alias: str) -> None:
+    """Refuses an alias MLflow would refuse (characters, `latest`, `v<N>`) before the training, not after it."""
+    if not alias:
+        return
+    if not _ALIAS.match(alias):
+        raise ConfigError(f"{flag} {alias!r}: an alias may only contain letters, digits, '_' and '-'")
+    if alias.lower() == "latest" or _VERSION_ALIAS.match(alias):
+        raise ConfigError(f"{flag} {alias!r} is reserved by MLflow ('latest' and v<number> name versions)")
 
 
 def _looks_local(value: str) -> bool:

@@ -12,10 +12,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-import yaml
-
+from trainer import datafiles
 from trainer.config import ConfigError, TrainConfig
 
 PROBE_SECONDS = 3.0  # per host: a reachable host answers a TCP connect far sooner
@@ -33,7 +32,7 @@ class Download:
     fix: str  # the offline alternative, for the error line
 
 
-def needed(config: TrainConfig, yolov5_root: Path) -> list[Download]:
+def needed(config: TrainConfig, yolov5_root: Path, env: Mapping[str, str]) -> list[Download]:
     """The downloads YOLOv5 would attempt for these --weights and --data (nothing local is downloaded)."""
     found: list[Download] = []
     weights = config.weights
@@ -43,7 +42,7 @@ def needed(config: TrainConfig, yolov5_root: Path) -> list[Download]:
             found.append(Download("--weights", weights, url,
                                   "give a local .pt path, or train from scratch with --weights '' --cfg yolov5n.yaml"))  # fmt: skip
     data_fix = "give a local dataset yaml (e.g. from `trainer make-dataset DIR`; chart: training.dataset.synthetic=true)"
-    for url in _dataset_urls(config.data, yolov5_root):
+    for url in _dataset_urls(config.data, yolov5_root, env):
         found.append(Download("--data", config.data, url, data_fix))
     return found
 
@@ -52,34 +51,14 @@ def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
 
 
-def _dataset_urls(data: str, yolov5_root: Path) -> list[str]:
+def _dataset_urls(data: str, yolov5_root: Path, env: Mapping[str, str]) -> list[str]:
     """URLs YOLOv5's check_file()/check_dataset() would fetch: the yaml itself, or its `download:` when val is missing."""
     if _is_url(data):
         return [data]
-    path = Path(data)
-    if not path.is_file():  # a name YOLOv5 ships, e.g. coco128.yaml (check_file searches its data/ folder)
-        shipped = sorted((yolov5_root / "data").rglob(path.name))
-        if not shipped:
-            return []  # YOLOv5 reports the missing file itself, at once
-        path = shipped[0]
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return []  # not ours to judge: YOLOv5 fails on it without a download
-    if not isinstance(spec, dict) or not isinstance(spec.get("download"), str):
+    spec = datafiles.load(data, yolov5_root, env)  # the same paths YOLOv5 is given, so both agree on "present"
+    if spec is None or spec.present() or not isinstance(spec.spec.get("download"), str):
         return []
-    root = Path(spec.get("path") or "")
-    if not root.is_absolute():
-        root = (yolov5_root / root).resolve()  # check_dataset resolves relative paths against its own root
-    vals = spec.get("val") or []
-    vals = vals if isinstance(vals, list) else [vals]
-    if vals and all(_split_exists(root, str(v)) for v in vals):
-        return []
-    return _URL.findall(spec["download"])[:1]  # the first URL: its host is the one that must answer
-
-
-def _split_exists(root: Path, split: str) -> bool:
-    return (root / split).exists() or (split.startswith("../") and (root / split[3:]).exists())
+    return _URL.findall(spec.spec["download"])[:1]  # the first URL: its host is the one that must answer
 
 
 def reachable(url: str, timeout: float = PROBE_SECONDS) -> str:
@@ -98,9 +77,10 @@ def reachable(url: str, timeout: float = PROBE_SECONDS) -> str:
         return f"cannot connect to {host}:{port}: {exc.strerror or exc}"
 
 
-def check(config: TrainConfig, yolov5_root: Path, probe: Callable[[str], str] = reachable) -> None:
+def check(config: TrainConfig, yolov5_root: Path, env: Mapping[str, str],
+          probe: Callable[[str], str] = reachable) -> None:  # fmt: skip
     """Raises ConfigError naming the flag when a download the training needs cannot happen from here."""
-    for item in needed(config, yolov5_root):
+    for item in needed(config, yolov5_root, env):
         why = probe(item.url)
         if why:
             host = urllib.parse.urlsplit(item.url).hostname

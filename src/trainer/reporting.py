@@ -109,7 +109,8 @@ class ResultsWatcher:
         if not self.rows:
             return []
         now_ms = int(time.time() * 1000)
-        best = max(self.rows, key=EpochRow.fitness)
+        # YOLOv5 rewrites best.pt on a tie (`best_fitness == fi`): of tied epochs, the last is the saved one.
+        best = max(reversed(self.rows), key=EpochRow.fitness)
         step = self.rows[-1].epoch
         metrics = [Metric(f"best/{k}", v, now_ms, step) for k, v in best.values.items() if k.startswith("metrics/")]
         metrics.append(Metric("best_epoch", best.epoch, now_ms, step))

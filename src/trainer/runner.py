@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, BinaryIO, Mapping
 
 import yaml
 
+from trainer import datafiles
 from trainer.bookkeeping import Bookkeeping
 from trainer.config import TrainConfig, dataset_label
+from trainer.datafiles import DataSpec
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -93,9 +95,9 @@ def _local(value: str) -> str:
     return str(Path(value).absolute()) if value and Path(value).is_file() else value
 
 
-def yolo_args(config: TrainConfig, hyp: Path) -> list[str]:
+def yolo_args(config: TrainConfig, hyp: Path, data: str) -> list[str]:
     return [
-        "--data", _local(config.data), "--weights", _local(config.weights), "--cfg", _local(config.cfg),
+        "--data", data, "--weights", _local(config.weights), "--cfg", _local(config.cfg),
         "--hyp", str(hyp), "--epochs", str(config.epochs), "--batch-size", str(config.batch_size),
         "--imgsz", str(config.imgsz), "--device", config.device, "--workers", str(config.workers),
         "--optimizer", config.optimizer, "--patience", str(config.patience), "--seed", str(config.seed),
@@ -158,17 +160,24 @@ class _Signals:
 
 def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outcome:
     """One tracked training. Raises TrackingUnavailable before a run exists; never leaves a run RUNNING."""
-    hyp = Path(config.hyp).absolute() if config.hyp else yolov5_root() / "data" / "hyps" / "hyp.scratch-low.yaml"
+    root = yolov5_root()
+    hyp = datafiles.find("--hyp", config.hyp, root) or root / "data" / "hyps" / "hyp.scratch-low.yaml"
     logs = config.save_dir.parent / "logs" / config.name
+    spec = datafiles.load(config.data, root, env)
+    child_env = dict(env)
+    data = _local(config.data)
+    if spec is not None:  # YOLOv5 gets the yaml with an absolute path, and downloads into that path's parent
+        data = str(spec.write(logs / "data.yaml"))
+        child_env[datafiles.DATASETS_DIR_ENV] = str(spec.download_dir())
     tee = Tee(logs / "train.log", console)
     handler = _LogFileHandler(tee)
     logging.getLogger("trainer").addHandler(handler)
     try:
         with _Signals() as signals:
             # YOLOv5 starts first: its imports take seconds, which the MLflow set-up below overlaps.
-            child = Child(yolo_args(config, hyp), tee, logs / "device.json")
+            child = Child(yolo_args(config, hyp, data), child_env, tee, logs / "device.json")
             try:
-                return _tracked(config, env, hyp, child, signals, logs / "train.log")
+                return _tracked(config, env, hyp, spec, child, signals, logs / "train.log")
             finally:
                 child.stop(force=True)
     finally:
@@ -176,8 +185,8 @@ def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outco
         tee.close()
 
 
-def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Child, signals: _Signals,
-             log_file: Path) -> Outcome:  # fmt: skip
+def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, spec: DataSpec | None, child: Child,
+             signals: _Signals, log_file: Path) -> Outcome:  # fmt: skip
     from mlflow.entities import RunTag  # imported after the child started: mlflow takes a while to import
     from mlflow.tracking import MlflowClient
 
@@ -201,7 +210,7 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Chil
     book = Bookkeeping(max(config.wait_timeout, FINISH_SECONDS_MIN))
     monitor = None
     try:
-        dataset = tracking.dataset_input(config.data, dataset_label(config.data))
+        dataset = tracking.dataset_input(config.data, spec, dataset_label(config.data))
         book.attempt("logging the dataset input", lambda: client.log_inputs(run_id, datasets=[dataset]))
         device, gpu = child.device(signals) or (config.device, False)
         tags = [RunTag(k, v) for k, v in device_tags(device, gpu).items()]
@@ -232,10 +241,10 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, child: Chil
 class Child:
     """YOLOv5 in its own process group. It reports the device it chose, then waits for `go` to train."""
 
-    def __init__(self, args: list[str], tee: Tee, handshake: Path) -> None:
+    def __init__(self, args: list[str], env: Mapping[str, str], tee: Tee, handshake: Path) -> None:
         handshake.unlink(missing_ok=True)
         self._handshake = handshake
-        env = dict(os.environ, PYTHONUNBUFFERED="1", TRAINER_HANDSHAKE=str(handshake))
+        env = dict(env, PYTHONUNBUFFERED="1", TRAINER_HANDSHAKE=str(handshake))
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "trainer.yolo_entry", *args], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -297,7 +306,9 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
     from trainer import tracking
 
     deadline = time.monotonic() + max(config.wait_timeout, FINISH_SECONDS_MIN)
-    watcher.queue(watcher.summary_metrics())
+    summary = watcher.summary_metrics()
+    watcher.queue(summary)
+    best_epoch = int(next((m.value for m in summary if m.key == "best_epoch"), 0))
     if not watcher.flush_until(deadline):
         log.error("some metric values could not be logged: the tracking server did not come back")
     log.info("run ends %s; uploading artifacts", outcome.status)
@@ -307,18 +318,10 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
         log.error("could not upload artifacts: %s", tracking.first_line(exc))
         if outcome.status == "FINISHED":  # without its weights the run is of no use
             outcome.status, outcome.exit_code = "FAILED", 1
-    best = config.save_dir / "weights" / "best.pt"
-    if outcome.status == "FINISHED" and config.register_model and best.exists():
-        # Bookkeeping: a version that cannot be registered leaves a good training FINISHED, with a warning.
-        version = book.attempt(
-            "registering the model",
-            lambda: tracking.register_model(client, outcome.run_id, config.register_model, config.model_alias),
-        )
-        if version is not None:
-            book.attempt("tagging the registered version",
-                         lambda: client.set_tag(outcome.run_id, "registered_model", f"{config.register_model}/{version}"))
-            log.info("registered %s version %s%s", config.register_model, version,
-                     f" as @{config.model_alias}" if config.model_alias else "")  # fmt: skip
+    if outcome.status == "FINISHED":  # the detector as an MLflow Model, registered and promoted if asked
+        from trainer.publishing import publish
+
+        publish(client, config, outcome.run_id, best_epoch, book)
     book.record(client, outcome.run_id)
     # The log upload above misses these last lines; the status is what the UI shows first.
     tracking.retry("ending the run", lambda: client.set_terminated(outcome.run_id, outcome.status), deadline + 30)

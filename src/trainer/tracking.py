@@ -11,12 +11,12 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-import yaml
-
 from trainer.checkpoints import incomplete
 
 if TYPE_CHECKING:  # mlflow is imported inside the functions: `trainer` starts YOLOv5 before paying for it
     from mlflow.entities import DatasetInput
+
+    from trainer.datafiles import DataSpec
     from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -139,31 +139,30 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> 
         client.log_batch(run_id, params=items[start : start + 100])
 
 
-def dataset_input(data: str, label: str) -> DatasetInput:
-    """Describes the dataset as an MLflow input: name, where it came from, and a digest of its contents."""
+def dataset_input(data: str, spec: DataSpec | None, label: str) -> DatasetInput:
+    """Describes the dataset as an MLflow input: name, where it came from, and a digest of its contents.
+
+    `spec` is the yaml as YOLOv5 is given it (trainer.datafiles), so the counts are of the images it trains on."""
     from mlflow.entities import Dataset, DatasetInput
 
-    path = Path(data)
     digest = hashlib.sha256()
     profile: dict[str, object] = {}
-    if path.is_file():
-        text = path.read_text()
-        digest.update(text.encode())
-        spec = yaml.safe_load(text) or {}
-        root = Path(spec.get("path") or path.parent)
-        if not root.is_absolute():
-            root = path.parent / root
+    if spec is not None:
+        digest.update(spec.source.read_bytes())
         for split in ("train", "val", "test"):
-            if isinstance(spec.get(split), str) and (root / spec[split]).is_dir():
-                files = sorted(p for p in (root / spec[split]).rglob("*") if p.is_file())
+            folders = [p for p in spec.splits(split) if p.is_dir()]
+            if folders:
+                files = sorted(f for folder in folders for f in folder.rglob("*") if f.is_file())
                 profile[f"{split}_images"] = len(files)
                 for file in files:
-                    digest.update(f"{file.relative_to(root)}:{file.stat().st_size}\n".encode())
-        profile["classes"] = spec.get("nc")
-        source, source_type = str(path.absolute()), "local"
+                    digest.update(f"{file.relative_to(spec.root) if file.is_relative_to(spec.root) else file}:"
+                                  f"{file.stat().st_size}\n".encode())  # fmt: skip
+        names = spec.spec.get("names")
+        profile["classes"] = spec.spec.get("nc") or (len(names) if isinstance(names, (list, dict)) else None)
+        source, source_type = str(spec.source), "local"
     else:
         digest.update(data.encode())
-        source, source_type = data, "yolov5"  # a name YOLOv5 resolves itself (e.g. coco128.yaml)
+        source, source_type = data, "yolov5"  # a URL YOLOv5 fetches itself
     dataset = Dataset(label, digest.hexdigest()[:16], source_type, json.dumps({"uri": source}), profile=json.dumps(profile))
     return DatasetInput(dataset)
 
@@ -195,8 +194,9 @@ def _log_folder(client: MlflowClient, run_id: str, folder: Path, artifact_path: 
         client.log_artifact(run_id, str(path), artifact_path if parent == "." else f"{artifact_path}/{parent}")
 
 
-def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> str:
-    """Registers the run's weights folder (best.pt, last.pt) as a new model version; returns the version.
+def register_model(client: MlflowClient, run_id: str, name: str, alias: str, model_id: str = "") -> str:
+    """Registers the run's logged model (models:/<model_id>) as a new model version; returns the version.
+    Without a model_id the source is the run's weights folder (callers that only exercise the registry).
 
     Idempotent, so a caller may retry it whole: runs registering versions of one model at once race on the model's
     creation and on the next version number, and a retry after a lost answer must not add a second version."""
@@ -208,8 +208,9 @@ def register_model(client: MlflowClient, run_id: str, name: str, alias: str) -> 
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     mine = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/training-output/weights"
     version = mine[0].version if mine else client.create_model_version(
-        name, f"runs:/{run_id}/training-output/weights", run_id=run_id
+        name, source, run_id=run_id, model_id=model_id or None
     ).version
     if alias:
         client.set_registered_model_alias(name, alias, version)

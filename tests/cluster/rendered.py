@@ -76,6 +76,11 @@ class Manifest:
             out[key] = base64.b64decode(value).decode() if kind == "Secret" else value
         return out
 
+    def has(self, kind: str, name: str, key: str) -> bool:
+        """Whether a rendered Secret or ConfigMap `name` exists and holds `key` (an optional reference may lack it)."""
+        objs = [d for d in self.by_kind(kind) if d["metadata"]["name"] == name]
+        return any(key in (o.get("data") or {}) or key in (o.get("stringData") or {}) for o in objs)
+
     def service_hosts(self) -> list[str]:
         """Every name a pod could use for a rendered Service."""
         hosts = []
@@ -127,7 +132,10 @@ def container_env(m: Manifest, obj: dict, container_name: str) -> dict[str, str]
         if source is None:
             env[e["name"]] = e.get("value", "")
         elif "secretKeyRef" in source:
-            env[e["name"]] = m.data("Secret", source["secretKeyRef"]["name"])[source["secretKeyRef"]["key"]]
+            ref = source["secretKeyRef"]
+            if ref.get("optional") and not m.has("Secret", ref["name"], ref["key"]):  # the kubelet leaves it unset
+                continue
+            env[e["name"]] = m.data("Secret", ref["name"])[ref["key"]]
         elif "configMapKeyRef" in source:
             env[e["name"]] = m.data("ConfigMap", source["configMapKeyRef"]["name"])[source["configMapKeyRef"]["key"]]
         elif "fieldRef" in source:

@@ -61,6 +61,7 @@ def release(node, tmp_path_factory) -> Release:
     run([*gpg, "--quick-gen-key", uid, "rsa3072", "sign", "1d"], timeout=120)
     (keys / "secring.gpg").write_bytes(run_bytes([*gpg, "--export-secret-keys"]))
     (keys / "pubring.gpg").write_bytes(run_bytes([*gpg, "--export"]))
+    run(["gpgconf", "--homedir", gnupg, "--kill", "gpg-agent"])  # gpg started it for this home; helm signs without it
     run(["env", "COSIGN_PASSWORD=", "cosign", "generate-key-pair", "--output-key-prefix", keys / "cosign"])
     repo = f"{registry['REGISTRY_HOST']}/mlflow-stack"
     env = {"REGISTRY": repo, "PUSH": "1", "TORCH_VARIANT": TORCH_VARIANT, **registry, "HELM_SIGN_KEY": uid,

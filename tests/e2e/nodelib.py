@@ -83,9 +83,9 @@ class Release:
                 "--ca-file", self.registry["REGISTRY_CA"]]  # fmt: skip
 
     def image(self, name: str) -> str:
-        """repository@digest of a released image, as the packaged chart names it."""
+        """repository@digest of a released image (server, trainer-cpu, trainer-cuda) as the packaged chart names it."""
         digest = (ROOT / ".work" / "images" / f"{name}.digest").read_text().strip()
-        return f"{self.repo}/mlflow-stack-{name}@{digest}"
+        return f"{self.repo}/mlflow-stack-{name.split('-')[0]}@{digest}"
 
     def pull_secret(self, ns: str, name: str = "regcred", password: str | None = None) -> None:
         """A kubernetes.io/dockerconfigjson Secret for the registry (the real password unless one is given)."""

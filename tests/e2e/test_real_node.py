@@ -8,11 +8,12 @@ S3 images (stand-ins from ci/standins/, the chart's defaults are the official po
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 import yaml
-from nodelib import CHART, NODE, Mlflow, Node, Release, image_ref, wait_until
+from nodelib import CHART, NODE, TORCH_VARIANT, Mlflow, Node, Release, image_ref, wait_until
 
 # the first test also pays for the session: node up, `make release` (a cold push of the 7.7 GB trainer), first pulls
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
@@ -239,19 +240,29 @@ def standin(name: str) -> dict:
 
 
 def test_released_artifacts_are_signed_and_pulled_with_credentials(node, release: Release, namespace, tmp_path):
-    """The release in the registry: the chart's provenance and both images' cosign signatures verify with the public
-    keys (and not with another key); the packaged chart pins the pushed digests; a pull secret with a wrong password
-    ends in ImagePullBackOff."""
+    """The release in the registry: the chart's provenance and the images' cosign signatures verify with the public
+    keys (and not with another key); the packaged chart pins the pushed digests, each trainer build's under its own
+    key (digest: CPU, cudaDigest: CUDA; this CI releases the CUDA build only, TORCH_VARIANT), and values-gpu.yaml runs
+    the CUDA one by its digest; a pull secret with a wrong password ends in ImagePullBackOff."""
     ca = ["--ca-file", release.registry["REGISTRY_CA"]]
     node.helm("helm", "pull", release.chart, "--version", release.version, "--verify", "--keyring",
               release.gpg_public, *ca, "-d", tmp_path)  # fmt: skip
     values = yaml.safe_load(node.helm("helm", "show", "values", release.chart, "--version", release.version, *ca).stdout)
-    for block, name in (("server", "server"), ("training", "trainer")):
-        image = values[block]["image"]
-        assert f"{image['repository']}@{image['digest']}" == release.image(name), image
+    server, trainer = values["server"]["image"], values["training"]["image"]
+    assert f"{server['repository']}@{server['digest']}" == release.image("server"), server
+    released = [f"trainer-{v}" for v in TORCH_VARIANT.split()]
+    for variant, key in (("cpu", "digest"), ("cuda", "cudaDigest")):
+        pinned = f"{trainer['repository']}@{trainer[key]}" if trainer[key] else None
+        assert pinned == (release.image(f"trainer-{variant}") if f"trainer-{variant}" in released else None), trainer
+    assert trainer["variant"] == ("cpu" if "trainer-cpu" in released else "cuda"), trainer
+    gpu = node.helm("helm", "template", "t", release.chart, "--version", release.version, *ca,
+                    "-f", CHART / "values-gpu.yaml").stdout  # fmt: skip
+    repo, digest = release.image("trainer-cuda").split("@")
+    cuda_image = rf"image: {re.escape(repo)}:[^@\s]+-cuda@{re.escape(digest)}\n"
+    assert re.search(cuda_image, gpu), "values-gpu.yaml does not run the released CUDA trainer by its digest"
 
     node.exec("env", "COSIGN_PASSWORD=", "cosign", "generate-key-pair", "--output-key-prefix", tmp_path / "other")
-    for name in ("server", "trainer"):
+    for name in ("server", *released):
         release.cosign("verify", "--key", release.cosign_public, "--insecure-ignore-tlog=true", release.image(name))
         bad = release.cosign("verify", "--key", tmp_path / "other.pub", "--insecure-ignore-tlog=true",
                              release.image(name), check=False)  # fmt: skip

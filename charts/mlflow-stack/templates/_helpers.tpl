@@ -17,6 +17,22 @@
 {{- end -}}
 {{- end -}}
 
+{{/* Name of one component's resources, <fullname>-<suffix>, within a name limit (dict "ctx" $ "suffix" SUFFIX ["max" N], default 63): the full name is shortened, the suffix kept whole. */}}
+{{- define "mlflow-stack.componentName" -}}
+{{- $keep := sub (.max | default 63 | int) (add1 (len .suffix)) | int -}}
+{{- printf "%s-%s" (include "mlflow-stack.fullname" .ctx | trunc $keep | trimSuffix "-") .suffix -}}
+{{- end -}}
+
+{{/* Name of the bundled PostgreSQL's StatefulSet, Service, NetworkPolicy: at most 52 characters (its pods get a controller-revision-hash label of the name plus 11). */}}
+{{- define "mlflow-stack.postgresql.fullname" -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "postgresql" "max" 52) -}}
+{{- end -}}
+
+{{/* Name of the bundled object store's PVC, Deployment, Service and NetworkPolicy. */}}
+{{- define "mlflow-stack.objectStore.fullname" -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "objectstore") -}}
+{{- end -}}
+
 {{/* Selector labels of one component; call with (dict "ctx" $ "component" "server"). */}}
 {{- define "mlflow-stack.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "mlflow-stack.name" .ctx }}
@@ -36,10 +52,11 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- end }}
 {{- end -}}
 
-{{/* Image reference from an image block; call with (dict "ctx" $ "image" .Values.server.image); the tag defaults to appVersion, a digest pins it. */}}
+{{/* Image reference from an image block; call with (dict "ctx" $ "image" .Values.server.image); the tag defaults to appVersion, a digest pins it. The trainer's `variant: cuda` defaults the tag to <appVersion>-cuda and pins cudaDigest instead. */}}
 {{- define "mlflow-stack.image" -}}
-{{- printf "%s:%s" .image.repository (.image.tag | default .ctx.Chart.AppVersion | toString) -}}
-{{- with .image.digest }}@{{ . }}{{ end -}}
+{{- $cuda := eq (toString .image.variant) "cuda" -}}
+{{- printf "%s:%s" .image.repository (.image.tag | default (printf "%s%s" .ctx.Chart.AppVersion (ternary "-cuda" "" $cuda)) | toString) -}}
+{{- with ternary .image.cudaDigest .image.digest $cuda }}@{{ . }}{{ end -}}
 {{- end -}}
 
 {{/* ServiceAccount the pods run as. */}}
@@ -83,28 +100,28 @@ helm.sh/resource-policy: keep
 
 {{/* Secret with the PostgreSQL password: backend.postgresql.existingSecret, else the generated <fullname>-postgresql. */}}
 {{- define "mlflow-stack.postgresql.secretName" -}}
-{{- .Values.backend.postgresql.existingSecret | default (printf "%s-postgresql" (include "mlflow-stack.fullname" .)) -}}
+{{- .Values.backend.postgresql.existingSecret | default (include "mlflow-stack.postgresql.fullname" .) -}}
 {{- end -}}
 
 {{/* Secret with the S3 credentials (envFrom): artifacts.s3.existingSecret, else the generated <fullname>-s3-credentials. */}}
 {{- define "mlflow-stack.s3.secretName" -}}
-{{- .Values.artifacts.s3.existingSecret | default (printf "%s-s3-credentials" (include "mlflow-stack.fullname" .)) -}}
+{{- .Values.artifacts.s3.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "s3-credentials")) -}}
 {{- end -}}
 
 {{/* Kept Secret holding the bundled object store's generated S3 keys, apart from the S3 Secret: a rollback to a revision whose S3 Secret had no keys overwrites that one, never this. */}}
 {{- define "mlflow-stack.objectStore.keysSecretName" -}}
-{{- printf "%s-objectstore-keys" (include "mlflow-stack.fullname" .) -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "objectstore-keys") -}}
 {{- end -}}
 
 {{/* Secret with the basic-auth admin password and Flask secret key: server.auth.existingSecret, else the generated <fullname>-auth. */}}
 {{- define "mlflow-stack.auth.secretName" -}}
-{{- .Values.server.auth.existingSecret | default (printf "%s-auth" (include "mlflow-stack.fullname" .)) -}}
+{{- .Values.server.auth.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "auth")) -}}
 {{- end -}}
 
 {{/* Host of the PostgreSQL server: the bundled StatefulSet's Service or backend.postgresql.host. */}}
 {{- define "mlflow-stack.postgresql.host" -}}
 {{- if .Values.backend.postgresql.bundled -}}
-{{- printf "%s-postgresql.%s.svc.cluster.local" (include "mlflow-stack.fullname" .) .Release.Namespace -}}
+{{- printf "%s.%s.svc.cluster.local" (include "mlflow-stack.postgresql.fullname" .) .Release.Namespace -}}
 {{- else -}}
 {{- .Values.backend.postgresql.host -}}
 {{- end -}}
@@ -127,17 +144,21 @@ helm.sh/resource-policy: keep
 {{- if .Values.artifacts.s3.endpointUrl -}}
 {{- .Values.artifacts.s3.endpointUrl -}}
 {{- else if .Values.objectStore.enabled -}}
-{{- printf "http://%s-objectstore.%s.svc.cluster.local:9000" (include "mlflow-stack.fullname" .) .Release.Namespace -}}
+{{- printf "http://%s.%s.svc.cluster.local:9000" (include "mlflow-stack.objectStore.fullname" .) .Release.Namespace -}}
 {{- end -}}
 {{- end -}}
 
-{{/* TCP port of the S3 endpoint (for egress rules): the URL's port, else 80 for http, else 443 (also AWS S3). */}}
+{{/* TCP port of the S3 endpoint (for egress rules): networkPolicy.s3Port, else the URL's port, else 80 for http, else 443 (also AWS S3). */}}
 {{- define "mlflow-stack.s3.port" -}}
+{{- if .Values.networkPolicy.s3Port -}}
+{{- int .Values.networkPolicy.s3Port -}}
+{{- else -}}
 {{- $url := urlParse (include "mlflow-stack.s3.endpoint" . | default "https://s3.amazonaws.com") -}}
 {{- if contains ":" $url.host -}}
 {{- splitList ":" $url.host | last -}}
 {{- else -}}
 {{- ternary 80 443 (eq $url.scheme "http") -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -146,7 +167,16 @@ helm.sh/resource-policy: keep
 {{- printf "s3://%s" .Values.artifacts.bucket -}}{{ with .Values.artifacts.prefix }}/{{ . }}{{ end -}}
 {{- end -}}
 
-{{/* Comma-separated Host headers the server accepts: Service DNS names (+port), Ingress hosts, localhost, server.allowedHosts. */}}
+{{/* Host patterns (fnmatch, comma-separated) of pod and node IPs in private networks, with any port: RFC 1918 (10/8, 172.16/12, 192.168/16), the shared CGNAT range 100.64/10 (pod networks of EKS custom networking, Calico, Cilium) and IPv6 unique local addresses fc00::/7 (`[fd00::5]:5000`; `[[]` is fnmatch for a literal `[`). */}}
+{{- define "mlflow-stack.podNetworkHosts" -}}
+{{- $hosts := list "10.*" "192.168.*" -}}
+{{- range $i := until 16 }}{{ $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}{{ end -}}
+{{- $hosts = concat $hosts (list "100.6[4-9].*" "100.[7-9][0-9].*" "100.1[01][0-9].*" "100.12[0-7].*") -}}
+{{- $hosts = concat $hosts (list "[[]fc*" "[[]fd*") -}}
+{{- join "," $hosts -}}
+{{- end -}}
+
+{{/* Comma-separated Host headers the server accepts: Service DNS names (+port), Ingress hosts, localhost, pod IPs (private networks), server.allowedHosts. */}}
 {{- define "mlflow-stack.allowedHosts" -}}
 {{- $svc := include "mlflow-stack.serviceName" . -}}
 {{- $port := .Values.server.service.port | toString -}}
@@ -158,8 +188,7 @@ helm.sh/resource-policy: keep
 {{- range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end -}}
 {{- end -}}
 {{- if or .Values.server.allowPrivateNetworks .Values.server.metrics.serviceMonitor.enabled -}}
-{{- $hosts = concat $hosts (list "10.*" "192.168.*") -}}
-{{- range $i := until 16 }}{{ $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}{{ end -}}
+{{- $hosts = concat $hosts (include "mlflow-stack.podNetworkHosts" . | splitList ",") -}}
 {{- end -}}
 {{- concat $hosts .Values.server.allowedHosts | uniq | join "," -}}
 {{- end -}}

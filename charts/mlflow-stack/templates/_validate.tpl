@@ -38,6 +38,9 @@
 {{- if not (or $v.objectStore.enabled $s3.endpointUrl $s3.accessKeyId $s3.existingSecret $v.serviceAccount.annotations (ne $v.artifacts.bucket "mlflow")) -}}
   {{- $errors = append $errors "objectStore.enabled=false leaves no usable artifact store: set artifacts.s3.endpointUrl, artifacts.s3.accessKeyId/secretAccessKey or artifacts.s3.existingSecret, an IRSA role in serviceAccount.annotations, or an artifacts.bucket of your own (on AWS the default bucket name mlflow belongs to someone else)" -}}
 {{- end -}}
+{{- if and $v.networkPolicy.enabled (not $v.objectStore.enabled) $s3.existingSecret (not $s3.endpointUrl) (not $v.networkPolicy.s3Port) -}}
+  {{- $errors = append $errors "networkPolicy.enabled=true with artifacts.s3.existingSecret and no artifacts.s3.endpointUrl: the S3 endpoint comes from the Secret, so the port its egress rule must open is unknown at template time; set networkPolicy.s3Port (e.g. 9000 for MinIO, 443 for AWS S3) or artifacts.s3.endpointUrl (it wins over the Secret's MLFLOW_S3_ENDPOINT_URL)" -}}
+{{- end -}}
 {{- if and $v.objectStore.enabled $s3.endpointUrl -}}
   {{- $errors = append $errors "artifacts.s3.endpointUrl must be empty when objectStore.enabled=true (the bundled store's Service is used)" -}}
 {{- end -}}
@@ -86,6 +89,15 @@
   {{- end -}}
   {{- if and $p.modelAlias (not $p.registerModel) -}}
     {{- $errors = append $errors (printf "%s.params.modelAlias needs %s.params.registerModel (an alias points at a registered model version)" .path .path) -}}
+  {{- end -}}
+  {{- if and $p.promoteAlias (not $p.registerModel) -}}
+    {{- $errors = append $errors (printf "%s.params.promoteAlias needs %s.params.registerModel (only a registered model version can be promoted)" .path .path) -}}
+  {{- end -}}
+  {{- if and $p.promoteAlias (eq (toString $p.promoteAlias) (toString $p.modelAlias)) -}}
+    {{- $errors = append $errors (printf "%s.params.promoteAlias=%s is also %s.params.modelAlias, which always moves: use one of them" .path $p.promoteAlias .path) -}}
+  {{- end -}}
+  {{- if and $v.training.schedule $p.runName -}}
+    {{- $errors = append $errors (printf "%s.params.runName=%s with training.schedule: every scheduled run would get the same name; leave it empty (each run is named yolov5-<dataset>-<UTC time>)" .path $p.runName) -}}
   {{- end -}}
   {{- if and (contains "nvidia.com/gpu" (toJson .t.resources.limits)) (eq (toString $p.device) "cpu") -}}
     {{- $errors = append $errors (printf "%s.params.device=cpu while %s.resources.limits requests nvidia.com/gpu: use device auto or 0" .path .path) -}}

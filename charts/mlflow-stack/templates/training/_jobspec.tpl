@@ -1,12 +1,39 @@
-{{/* The training Job's spec (hashed into the Job name by training/job.yaml). */}}
+{{/* A value as text, a whole number without exponent: Helm reads YAML numbers as float64, which print as 2.0240101e+07. */}}
+{{- define "mlflow-stack.training.text" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) -}}
+{{- int64 . -}}
+{{- else -}}
+{{- . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The training's connection ConfigMap (envFrom of every training pod): a stable name, so connection settings never change a pod template. */}}
+{{- define "mlflow-stack.training.configName" -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "training") -}}
+{{- end -}}
+
+{{/* The training's connection settings as a map of env var -> value: tracking URI, login user (basic auth on), S3 client settings. */}}
+{{- define "mlflow-stack.training.connectionEnv" -}}
+{{- $env := dict "MLFLOW_TRACKING_URI" (.Values.training.trackingUri | default (include "mlflow-stack.trackingUri" .)) -}}
+{{- if .Values.server.auth.enabled -}}
+{{- $_ := set $env "MLFLOW_TRACKING_USERNAME" (.Values.server.auth.adminUsername | toString) -}}
+{{- end -}}
+{{- range include "mlflow-stack.s3.env" . | fromYamlArray -}}
+{{- $_ := set $env .name (.value | toString) -}}
+{{- end -}}
+{{- toYaml $env -}}
+{{- end -}}
+
+{{/* The training Job's spec (hashed into the Job name by training/job.yaml; a CronJob's jobTemplate). Only what changes
+the training is in it: connection settings come from the ConfigMap and the ServiceAccount (see training/job.yaml). */}}
 {{- define "mlflow-stack.training.jobSpec" -}}
 {{- $t := .Values.training -}}
 {{- $synthetic := $t.dataset.synthetic -}}
 {{- $image := include "mlflow-stack.image" (dict "ctx" . "image" $t.image) -}}
-backoffLimit: {{ $t.backoffLimit }}
-activeDeadlineSeconds: {{ $t.activeDeadlineSeconds }}
+backoffLimit: {{ include "mlflow-stack.training.text" $t.backoffLimit }}
+activeDeadlineSeconds: {{ include "mlflow-stack.training.text" $t.activeDeadlineSeconds }}
 {{- if not (kindIs "invalid" $t.ttlSecondsAfterFinished) }}
-ttlSecondsAfterFinished: {{ $t.ttlSecondsAfterFinished }}
+ttlSecondsAfterFinished: {{ include "mlflow-stack.training.text" $t.ttlSecondsAfterFinished }}
 {{- end }}
 template:
   metadata:
@@ -24,8 +51,19 @@ template:
     {{- end }}
   spec:
     restartPolicy: Never
-    terminationGracePeriodSeconds: {{ $t.terminationGracePeriodSeconds }}
-    {{- include "mlflow-stack.podCommon" (dict "ctx" .) | nindent 4 }}
+    terminationGracePeriodSeconds: {{ include "mlflow-stack.training.text" $t.terminationGracePeriodSeconds }}
+    serviceAccountName: {{ include "mlflow-stack.serviceAccountName" . }}
+    automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
+    {{- /* pull secrets come from the chart's ServiceAccount (the API server copies them into each pod), so changing them
+    starts no new training; a ServiceAccount of your own (serviceAccount.create=false) may not have them */}}
+    {{- if not .Values.serviceAccount.create }}
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- end }}
+    securityContext:
+      {{- include "mlflow-stack.podSecurityContext" (dict "ctx" .) | nindent 6 }}
     {{- with $t.runtimeClassName }}
     runtimeClassName: {{ . }}
     {{- end }}
@@ -55,14 +93,12 @@ template:
         args: {{ concat (list "train") $t.extraArgs | toJson }}
         workingDir: /workspace
         env:
-          - name: MLFLOW_TRACKING_URI
-            value: {{ $t.trackingUri | default (include "mlflow-stack.trackingUri" .) | quote }}
           - name: MLFLOW_EXPERIMENT_NAME
             value: {{ $t.experiment | quote }}
           {{- range $key, $value := $t.params }}
           {{- if not (kindIs "invalid" $value) }}
           - name: TRAINER_{{ $key | snakecase | upper }}
-            value: {{ ternary "/workspace/synthetic/data.yaml" $value (and $synthetic (eq $key "data")) | toString | quote }}
+            value: {{ ternary "/workspace/synthetic/data.yaml" $value (and $synthetic (eq $key "data")) | include "mlflow-stack.training.text" | quote }}
           {{- end }}
           {{- end }}
           {{- with $t.tags }}
@@ -95,14 +131,29 @@ template:
             valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
           - name: HOME
             value: /tmp
-          {{- with include "mlflow-stack.trackingAuthEnv" . | trim }}{{ . | nindent 10 }}{{ end }}
-          {{- with include "mlflow-stack.s3.env" . | trim }}{{ . | nindent 10 }}{{ end }}
+          # the trainer's datasets root: relative dataset `path:`s and YOLOv5's downloads are there (the work directory's
+          # datasets/ otherwise, i.e. /workspace/datasets)
+          {{- if $t.dataset.existingClaim }}
+          - name: YOLOv5_DATASETS_DIR
+            value: {{ $t.dataset.mountPath | quote }}
+          {{- end }}
+          # the basic-auth password (with MLFLOW_TRACKING_USERNAME from the ConfigMap); optional: without basic auth
+          # the Secret may not exist, and a password without a user name sends no login
+          - name: MLFLOW_TRACKING_PASSWORD
+            valueFrom:
+              secretKeyRef:
+                name: {{ include "mlflow-stack.auth.secretName" . }}
+                key: {{ .Values.server.auth.adminPasswordKey }}
+                optional: true
           {{- with $t.extraEnv }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
+        # S3 keys, then the connection settings (tracking URI, user, S3 endpoint: a later source wins, as plain env did)
         envFrom:
           - secretRef:
               name: {{ include "mlflow-stack.s3.secretName" . }}
+          - configMapRef:
+              name: {{ include "mlflow-stack.training.configName" . }}
         securityContext:
           {{- toYaml .Values.containerSecurityContext | nindent 10 }}
         resources:
@@ -124,12 +175,12 @@ template:
     volumes:
       - name: workspace
         emptyDir:
-          sizeLimit: {{ $t.workspaceSizeLimit }}
+          sizeLimit: {{ include "mlflow-stack.training.text" $t.workspaceSizeLimit }}
       # PyTorch dataloader workers exchange batches through shared memory; the container default (64Mi) is too small.
       - name: dshm
         emptyDir:
           medium: Memory
-          sizeLimit: {{ $t.shmSizeLimit }}
+          sizeLimit: {{ include "mlflow-stack.training.text" $t.shmSizeLimit }}
       {{- include "mlflow-stack.tmpVolume" . | nindent 6 }}
       {{- if $t.dataset.existingClaim }}
       - name: datasets
@@ -141,4 +192,9 @@ template:
       {{- toYaml . | nindent 6 }}
       {{- end }}
     {{- with include "mlflow-stack.scheduling" $t | trim }}{{ . | nindent 4 }}{{ end }}
+{{- end -}}
+
+{{/* CronJob name from the Job name (training.jobName without its hash): <fullname>-train[-<variant>], at most 52 characters (the Jobs it creates add 11). */}}
+{{- define "mlflow-stack.training.cronJobName" -}}
+{{- regexReplaceAll "-[0-9a-f]{10}$" . "" | trunc 52 | trimSuffix "-" -}}
 {{- end -}}

@@ -8,7 +8,9 @@ FROM=TO pairs rewrite text in args and env, e.g. the bundled PostgreSQL's Servic
 Takes the server Deployment of a `helm template` output: runs its init containers (db-upgrade, auth-admin), then
 `mlflow server` with the chart's args and env (Secrets and the basic-auth ConfigMap resolved from the same render), and
 checks what a cluster would see:
-  - the Service DNS names the chart puts in --allowed-hosts are accepted, an unknown Host gets 403;
+  - the Service DNS names the chart puts in --allowed-hosts are accepted, an unknown Host gets 403; where pod IPs are
+    allowed (server.allowPrivateNetworks, a ServiceMonitor), those of every private pod network are: RFC 1918, CGNAT
+    100.64/10 and IPv6 unique local (`[fd00::5]:5000`), and a public IP is still refused;
   - with basic auth, anonymous API calls get 401 and the generated admin password works;
   - with a ServiceMonitor, its scrape (path, basic auth) answers 200;
   - with SMOKE_S3_ENDPOINT set, the server's environment points boto3 at that S3 endpoint;
@@ -46,18 +48,24 @@ def find(docs, kind, component):
 
 
 def resolve_env(container, docs, rewrite):
-    """The container's env as the kubelet builds it: envFrom Secrets, then env (which wins); secretKeyRef values come
-    from the Secrets in the same render (existing Secrets are appended to it by ci/chart-test.sh)."""
+    """The container's env as the kubelet builds it: envFrom Secrets and ConfigMaps in order (a later one wins), then
+    env (which wins); secretKeyRef values come from the Secrets in the same render (existing Secrets are appended to it
+    by ci/chart-test.sh), an `optional` one that is not there is left out."""
     secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "Secret"}
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
     env = {}
     for src in container.get("envFrom") or []:
         if "secretRef" in src:
             env.update({k: base64.b64decode(v).decode() for k, v in secrets[src["secretRef"]["name"]].items()})
+        if "configMapRef" in src:
+            env.update({k: rewrite(str(v)) for k, v in configmaps[src["configMapRef"]["name"]].items()})
     for item in container.get("env") or []:
         if "value" in item:
             env[item["name"]] = rewrite(str(item["value"]))
         elif "secretKeyRef" in item.get("valueFrom", {}):
             ref = item["valueFrom"]["secretKeyRef"]
+            if ref.get("optional") and ref["key"] not in secrets.get(ref["name"], {}):
+                continue
             env[item["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
     return env
 
@@ -204,6 +212,15 @@ def main() -> int:
         status = request(api, host="evil.example.com", auth=auth)
         assert status == 403, f"unknown Host got {status}, expected 403"
         print(f"smoke: {len(service_hosts)} Service hosts accepted, unknown Host refused (403)")
+        if "10.*" in allowed:  # pod IPs allowed: Prometheus (or a client) uses the pod's IP, whatever the pod network
+            for host in ("10.1.2.3:5000", "172.20.0.7:5000", "192.168.3.4:5000", "100.64.0.5:5000", "100.127.1.2:5000",
+                         "[fd00::5]:5000", "[fc00::1:5]:5000"):
+                status = request(api, host=host, auth=auth)
+                assert status == 200, f"pod IP Host {host} got {status} (allowed hosts: {','.join(allowed)})"
+            for host in ("203.0.113.7:5000", "100.128.0.1:5000", "[2001:db8::5]:5000"):
+                status = request(api, host=host, auth=auth)
+                assert status == 403, f"public IP Host {host} got {status}, expected 403"
+            print("smoke: pod IP Hosts (RFC 1918, CGNAT 100.64/10, IPv6 ULA) accepted, public IPs refused (403)")
         if auth:
             assert request(api) == 401, "anonymous API call was not refused"
             print("smoke: basic auth refuses anonymous calls and accepts the generated admin password")

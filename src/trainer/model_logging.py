@@ -1,0 +1,162 @@
+"""Logs a finished training's detector as an MLflow Model (MLflow 3 LoggedModel, linked to the run and its best epoch).
+
+The model is trainer/detector_model.py ("models from code") plus the weights as its one artifact: loadable with
+`mlflow.pyfunc.load_model`, servable with `mlflow models serve`, with a signature, an input example (one validation
+image) and the exact versions of what it needs.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from trainer.checkpoints import is_complete
+from trainer.tracking import is_transient, retry
+
+if TYPE_CHECKING:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "detector"  # the LoggedModel's name (its page title); the registry name is --register-model
+MODEL_FILE = Path(__file__).with_name("detector_model.py")
+# What the model imports when it loads and predicts, pinned to the versions this trainer has installed.
+REQUIREMENTS = ("mlflow", "torch", "torchvision", "yolov5", "numpy", "pandas", "pillow", "opencv-python",
+                "opencv-python-headless", "setuptools")  # fmt: skip
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass(frozen=True)
+class LoggedDetector:
+    model_id: str
+    model_uri: str  # models:/m-...
+    weights: str  # best.pt or last.pt
+
+
+def pick_weights(save_dir: Path) -> Path | None:
+    """best.pt, else last.pt; a file cut off mid-write does not count."""
+    for name in ("best.pt", "last.pt"):
+        path = save_dir / "weights" / name
+        if path.is_file() and is_complete(path):
+            return path
+    return None
+
+
+def pip_requirements() -> list[str]:
+    """name==version for each needed package installed here (not inferred by MLflow: that loads the model again)."""
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def dataset_spec(data: str) -> dict[str, Any]:
+    path = Path(data)
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _trained_data(save_dir: Path) -> str:
+    """The dataset yaml YOLOv5 trained on (its opt.yaml), e.g. where a dataset name was resolved to a file."""
+    opt = save_dir / "opt.yaml"
+    return str((yaml.safe_load(opt.read_text()) or {}).get("data") or "") if opt.is_file() else ""
+
+
+def example_image(data: str, spec: dict[str, Any]) -> Path | None:
+    """The first validation image of the dataset (a folder `val:` entry), for the model's input example."""
+    root = Path(spec.get("path") or Path(data).parent)
+    if not root.is_absolute():
+        root = Path(data).parent / root
+    val = spec.get("val")
+    folder = root / val if isinstance(val, str) else None
+    if folder is None or not folder.is_dir():
+        return None
+    return next((p for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
+
+
+def signature(imgsz: int) -> ModelSignature:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    outputs = Schema([ColSpec("long", "image_index"), *(ColSpec("double", c) for c in ("xmin", "ymin", "xmax", "ymax")),
+                      ColSpec("double", "confidence"), ColSpec("long", "class"), ColSpec("string", "name")])  # fmt: skip
+    params = ParamSchema([ParamSpec("conf", "double", 0.25), ParamSpec("iou", "double", 0.45),
+                          ParamSpec("size", "long", imgsz), ParamSpec("max_det", "long", 1000)])  # fmt: skip
+    return ModelSignature(inputs=Schema([ColSpec("binary", "image")]), outputs=outputs, params=params)
+
+
+def check_prediction(weights: Path, model_config: dict[str, Any], example: Any) -> None:
+    """Loads the model as MLflow will and predicts on the input example; raises if that fails, before any upload.
+    (MLflow's own check of the example, in Model.log, only logs a warning: a broken model would be registered.)"""
+    from mlflow.pyfunc.model import PythonModelContext
+
+    from trainer import detector_model
+
+    model = detector_model.YoloDetector()
+    context = PythonModelContext(artifacts={"weights": str(weights)}, model_config=model_config)
+    model.load_context(context)
+    result = model.predict(context, example)
+    if list(result.columns) != list(detector_model.COLUMNS):
+        raise RuntimeError(f"the model's prediction has columns {list(result.columns)}")
+
+
+def log_detector(client: MlflowClient, tracking_uri: str, run_id: str, save_dir: Path, data: str, imgsz: int,
+                 best_epoch: int, deadline: float) -> LoggedDetector | None:  # fmt: skip
+    """Logs the run's detector; None when there are no usable weights. Transient server errors are retried."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import Model
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    weights = pick_weights(save_dir)
+    if weights is None:
+        log.warning("no complete best.pt or last.pt: no model logged")
+        return None
+    started = time.monotonic()
+    os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")  # a uv.lock in the working directory is not our model's
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress bars garble train.log
+    image = None
+    for yaml_path in (data, _trained_data(save_dir)):  # the yaml as given, then as YOLOv5 resolved it
+        if yaml_path and image is None:
+            image = example_image(yaml_path, dataset_spec(yaml_path))
+    example = pd.DataFrame({"image": [image.read_bytes()]}) if image else None
+    if example is not None:
+        check_prediction(weights, {}, example)
+    else:
+        log.warning("no validation image found in %s: the model is logged without an input example", data)
+
+    run = retry("reading the run", lambda: client.get_run(run_id), deadline, transient=is_transient)
+    # Created here, not by Model.log: that would put it in the default experiment unless one is active.
+    model = retry(
+        "creating the logged model",
+        lambda: client.create_logged_model(run.info.experiment_id, name=MODEL_NAME, source_run_id=run_id,
+                                           params=dict(run.data.params), model_type="object-detection",
+                                           tags={"weights": weights.name}),
+        deadline, transient=is_transient,
+    )  # fmt: skip
+
+    # mlflow.pyfunc.log_model is Model.log(flavor=mlflow.pyfunc) without `run_id`: that would need an active run.
+    # No model_config: Model.log copies it into the run's params (where `device` is taken). The class names are in
+    # the checkpoint; the device is `auto` unless the loader's model_config (or SERVING_MODEL_CONFIG) says otherwise.
+    def log_it() -> None:
+        with _use_tracking_uri(tracking_uri):  # Model.log talks to the process-wide tracking URI
+            Model.log(
+                artifact_path=None, name=MODEL_NAME, flavor=mlflow.pyfunc, run_id=run_id, model_id=model.model_id,
+                step=best_epoch, python_model=str(MODEL_FILE), artifacts={"weights": str(weights)},
+                signature=signature(imgsz), input_example=example, pip_requirements=pip_requirements(),
+            )
+
+    retry("logging the model", log_it, deadline, transient=is_transient)  # same model id: a retry overwrites
+    log.info("logged the model %s (%s, step %d) in %.1f s", f"models:/{model.model_id}", weights.name, best_epoch,
+             time.monotonic() - started)  # fmt: skip
+    return LoggedDetector(model.model_id, f"models:/{model.model_id}", weights.name)

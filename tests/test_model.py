@@ -1,0 +1,256 @@
+"""The trained detector as an MLflow Model: one tiny training (module fixture) registers it; then it is loaded by
+alias, compared with YOLOv5's own inference, served by `mlflow models serve`, and called by `trainer predict`."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import LoggedModelStatus
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from harness import (MlflowServer, Postgres, S3, BIN, Proc, free_port, http_ok, tiny_train_args, trainer_cmd,
+                     trainer_env, wait_until)  # fmt: skip
+from trainer.dataset import _sample
+
+pytestmark = pytest.mark.slow
+
+MODEL = "yolo-det"
+URI = f"models:/{MODEL}@champion"
+COLUMNS = ["image_index", "xmin", "ymin", "xmax", "ymax", "confidence", "class", "name"]
+LOW = {"conf": 0.001, "max_det": 50}  # a one-epoch model is unsure of everything: keep its boxes to compare
+
+
+@dataclass(frozen=True)
+class Trained:
+    server: MlflowServer
+    run_id: str
+    weights: Path  # best.pt as YOLOv5 wrote it
+    workdir: Path
+
+
+def train_and_register(server: MlflowServer, data: Path, workdir: Path) -> Trained:
+    result = subprocess.run(
+        trainer_cmd("train", "--mlflow-uri", server.url, *tiny_train_args(data, epochs=1), "--register-model", MODEL,
+                    "--model-alias", "champion"),
+        cwd=workdir, env=trainer_env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "failed after retries" not in result.stderr, result.stderr[-3000:]
+    assert "logged the model models:/m-" in result.stderr
+    [weights] = workdir.glob("runs/train/*/weights/best.pt")
+    client = MlflowClient(server.url)
+    [run] = client.search_runs([client.get_experiment_by_name("yolov5-coco128-demo").experiment_id])
+    return Trained(server, run.info.run_id, weights, workdir)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Iterator[Trained]:
+    workdir = tmp_path_factory.mktemp("model")
+    server = MlflowServer(f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"), workdir, {}).start()
+    try:
+        yield train_and_register(server, dataset, workdir)
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def tracking_uri(url: str) -> Iterator[None]:
+    """models:/ URIs resolve against the process-wide tracking URI."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(url)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def model(trained: Trained):  # noqa: ANN201 - mlflow's PyFuncModel
+    import mlflow
+
+    with tracking_uri(trained.server.url):
+        return mlflow.pyfunc.load_model(URI)
+
+
+def jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def generated(size: int, seed: int = 7) -> bytes:
+    """A new image of the dataset's kind (shapes on noise), not one the model trained on."""
+    image, _ = _sample(np.random.default_rng(seed), size)
+    return jpeg(image)
+
+
+def yolov5_reference(weights: Path, images: list[bytes], size: int, conf: float, max_det: int) -> pd.DataFrame:
+    """YOLOv5's own inference, in this process: yolov5.load (DetectMultiBackend + AutoShape), same settings."""
+    import yolov5
+    from yolov5.models.common import AutoShape
+
+    reference = yolov5.load(str(weights), device="cpu")
+    assert isinstance(reference, AutoShape)  # yolov5.load falls back to the raw model when loading fails
+    reference.conf, reference.iou, reference.max_det = conf, 0.45, max_det
+    frames = []
+    for index, data in enumerate(images):
+        frame = reference(Image.open(io.BytesIO(data)).convert("RGB"), size=size).pandas().xyxy[0]
+        frames.append(frame.assign(image_index=index))
+    return pd.concat(frames, ignore_index=True)[COLUMNS]
+
+
+def test_registered_version_is_the_logged_model_linked_to_the_run(trained: Trained) -> None:
+    client = MlflowClient(trained.server.url)
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.run_id == trained.run_id
+    run = client.get_run(trained.run_id)
+    [output] = run.outputs.model_outputs  # the run's one LoggedModel, at its best epoch
+    assert output.step == int(run.data.metrics["best_epoch"])
+    assert version.source == f"models:/{output.model_id}"  # not the run's weights folder
+    logged = client.get_logged_model(output.model_id)
+    assert logged.source_run_id == trained.run_id
+    assert logged.status == LoggedModelStatus.READY
+    assert {m.key for m in logged.metrics} >= {"metrics/mAP_0.5", "metrics/mAP_0.5_0.95"}  # the model page's mAP
+    assert logged.params["imgsz"] == "128"
+    assert run.data.tags["registered_model"] == f"{MODEL}/{version.version}"
+    weights = {a.path for a in client.list_artifacts(trained.run_id, "training-output/weights")}
+    assert "training-output/weights/best.pt" in weights  # the old artifacts stay
+
+
+def test_model_has_signature_example_and_pinned_requirements(trained: Trained, model) -> None:
+    import importlib.metadata
+
+    import mlflow
+    from mlflow.models import Model
+
+    meta = model.metadata
+    assert meta.get_input_schema().input_names() == ["image"]
+    assert meta.get_input_schema().input_types()[0].name == "binary"
+    assert {p.name: p.default for p in meta.get_params_schema().params} == {
+        "conf": 0.25, "iou": 0.45, "size": 128, "max_det": 1000}  # fmt: skip
+    assert meta.get_output_schema().input_names() == COLUMNS
+    with tracking_uri(trained.server.url):
+        local = Path(mlflow.artifacts.download_artifacts(URI))
+    example = Model.load(str(local)).load_input_example(str(local))
+    assert Image.open(io.BytesIO(example["image"][0])).size == (128, 128)  # a validation image of the dataset
+    requirements = (local / "requirements.txt").read_text().split()
+    for name in ("mlflow", "torch", "yolov5", "pillow"):
+        assert f"{name}=={importlib.metadata.version(name)}" in requirements
+    assert (local / "detector_model.py").is_file() and not list(local.rglob("*.pkl"))  # models from code
+
+
+def test_load_by_alias_predicts_the_boxes_of_yolov5_itself(trained: Trained, model) -> None:
+    images = [generated(128, seed=7), generated(128, seed=8)]
+    found = model.predict(pd.DataFrame({"image": images}), params=LOW)
+    assert list(found.columns) == COLUMNS
+    assert len(found) > 0 and set(found["image_index"]) <= {0, 1}
+    assert set(found["name"]) <= {"red_rect", "green_circle", "blue_rect"}
+    expected = yolov5_reference(trained.weights, images, size=128, **LOW)
+    assert len(found) == len(expected)
+    assert found["class"].tolist() == expected["class"].tolist()
+    assert found["name"].tolist() == expected["name"].tolist()
+    np.testing.assert_allclose(found[COLUMNS[1:6]].to_numpy(float), expected[COLUMNS[1:6]].to_numpy(float), atol=1e-3)
+    # base64 text (what JSON carries) gives the same rows as bytes
+    again = model.predict(pd.DataFrame({"image": [base64.b64encode(b).decode() for b in images]}), params=LOW)
+    pd.testing.assert_frame_equal(again, found)
+
+
+def test_huge_image_is_resized_by_size(trained: Trained, model) -> None:
+    big = jpeg(Image.open(io.BytesIO(generated(128, seed=9))).resize((3000, 2000)))
+    found = model.predict(pd.DataFrame({"image": [big]}), params={**LOW, "size": 256})
+    assert len(found) > 0
+    assert found["xmax"].max() <= 3000 and found["ymax"].max() <= 2000  # pixels of the original image
+    expected = yolov5_reference(trained.weights, [big], size=256, **LOW)
+    np.testing.assert_allclose(found[COLUMNS[1:6]].to_numpy(float), expected[COLUMNS[1:6]].to_numpy(float), atol=1e-2)
+
+
+def test_bad_input_is_the_callers_error_and_empty_input_gives_no_rows(model) -> None:
+    with pytest.raises(MlflowException, match=r"image row 1: not a decodable JPEG or PNG image") as caught:
+        model.predict(pd.DataFrame({"image": [generated(128), b"not an image"]}))
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+    empty = model.predict(pd.DataFrame({"image": pd.Series([], dtype=object)}))
+    assert list(empty.columns) == COLUMNS and len(empty) == 0
+    assert len(model.predict(pd.DataFrame({"image": [generated(128)]}))) == 0  # default conf 0.25: nothing sure
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_mlflow_models_serve_answers_invocations_and_refuses_a_non_image_with_400(trained: Trained) -> None:
+    port = free_port()
+    proc = Proc([str(BIN / "mlflow"), "models", "serve", "-m", URI, "--env-manager", "local", "--host", "127.0.0.1",
+                 "--port", str(port)], trained.workdir / "serve.log", env={"MLFLOW_TRACKING_URI": trained.server.url})
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ping"), 300, "mlflow models serve", proc)
+        image = base64.b64encode(generated(128)).decode()
+        split = {"columns": ["image"], "data": [[image]]}
+        status, body = post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": split, "params": LOW})
+        assert status == 200, body
+        assert body["predictions"] and set(body["predictions"][0]) == set(COLUMNS)
+        bad = {"columns": ["image"], "data": [[image], [base64.b64encode(b"not an image").decode()]]}
+        status, body = post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": bad})
+        assert status == 400, body
+        assert "image row 1: not a decodable JPEG or PNG image" in body["message"]
+    finally:
+        proc.stop()
+
+
+def test_trainer_predict_prints_json_lines(trained: Trained, tmp_path: Path) -> None:
+    paths = []
+    for seed in (7, 8):
+        paths.append(tmp_path / f"shapes-{seed}.jpg")
+        paths[-1].write_bytes(generated(128, seed=seed))
+    predict = ["predict", "--mlflow-uri", trained.server.url, "--model", URI, "--conf", "0.001", "--max-det", "50"]
+    result = subprocess.run(trainer_cmd(*predict, *map(str, paths)), env=trainer_env(), capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines and {line["image"] for line in lines} <= set(map(str, paths))
+    assert set(lines[0]) == {"image", *COLUMNS}
+    assert f"trainer: {len(lines)} detections in 2 images" in result.stderr
+
+    (tmp_path / "notes.jpg").write_text("not an image")
+    bad = subprocess.run(trainer_cmd(*predict, str(paths[0]), str(tmp_path / "notes.jpg")), env=trainer_env(),
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"trainer: error: {tmp_path / 'notes.jpg'}: not a decodable JPEG or PNG image"
+    assert bad.stdout == ""
+
+
+def test_postgres_and_s3_model_loads_by_alias(mlflow_server_factory, postgres: Postgres, s3: S3, dataset: Path,
+                                             tmp_path: Path) -> None:  # fmt: skip
+    import mlflow
+
+    bucket = s3.create_bucket("mlflow-model")
+    server = mlflow_server_factory(postgres.create_database("mlflow_model"), f"{bucket}/artifacts", env=s3.env)
+    trained = train_and_register(server, dataset, tmp_path)
+    version = MlflowClient(server.url).get_model_version_by_alias(MODEL, "champion")
+    keys = s3.keys("mlflow-model")  # the model's files went through the server into the bucket
+    model_id = version.source.removeprefix("models:/")
+    assert any(k.endswith(f"models/{model_id}/artifacts/MLmodel") for k in keys), keys
+    with tracking_uri(server.url):
+        found = mlflow.pyfunc.load_model(URI).predict(pd.DataFrame({"image": [generated(128)]}), params=LOW)
+    expected = yolov5_reference(trained.weights, [generated(128)], size=128, **LOW)
+    np.testing.assert_allclose(found[COLUMNS[1:6]].to_numpy(float), expected[COLUMNS[1:6]].to_numpy(float), atol=1e-3)
