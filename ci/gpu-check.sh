@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, run by hand on a CUDA machine (not part of `make test`): `trainer train --device auto` must pick
-# CUDA and record it, and a GPU training must end FINISHED with every epoch in MLflow. Expects the trainer's
+# CUDA and record it, and a GPU training must end FINISHED with every epoch in MLflow; its logged model, registered
+# and promoted to @champion, must load on CUDA (device auto) and give the CPU load's boxes. Expects the trainer's
 # wheel and its missing dependencies in .whl/ (no network there); writes under $OUT (or /tmp).
 set -euo pipefail
 W=${OUT:-/tmp}/gpu-check
@@ -19,7 +20,8 @@ for device in auto cpu; do
   start=$(date +%s%N)
   python3 -m trainer.cli train --mlflow-uri http://127.0.0.1:5077 --data synth/data.yaml --weights '' \
     --cfg yolov5n.yaml --imgsz 256 --batch-size 32 --epochs 5 --workers 4 --device "$device" \
-    --run-name "gpu-check-$device" >"train-$device.log" 2>&1 || { tail -40 "train-$device.log"; exit 1; }
+    --run-name "gpu-check-$device" --register-model gpu-check --promote-alias "champion-$device" \
+    >"train-$device.log" 2>&1 || { tail -40 "train-$device.log"; exit 1; }
   echo "device=$device wall=$(( ($(date +%s%N) - start) / 1000000 )) ms"
 done
 python3 - <<'PY'
@@ -33,5 +35,20 @@ for run in c.search_runs([c.get_experiment_by_name("yolov5-coco128-demo").experi
     if run.info.run_name == "gpu-check-auto":
         assert run.data.tags["device"] == "cuda:0" and run.data.tags["gpu_available"] == "true", run.data.tags
     assert run.info.status == "FINISHED" and steps == list(range(5))
+import glob
+
+import mlflow
+import pandas as pd
+
+mlflow.set_tracking_uri("http://127.0.0.1:5077")
+image = open(sorted(glob.glob("synth/images/val/*.jpg"))[0], "rb").read()
+frames = {}
+for device in ("auto", "cpu"):  # the GPU run's model, loaded the way serving does (auto: CUDA here) and on CPU
+    model = mlflow.pyfunc.load_model("models:/gpu-check@champion-auto", model_config={"device": device})
+    frames[device] = model.predict(pd.DataFrame({"image": [image]}), params={"conf": 0.05})
+    print("pyfunc", device, len(frames[device]), "boxes")
+assert len(frames["auto"]) == len(frames["cpu"]) and len(frames["cpu"]) > 0, frames
+diff = (frames["auto"][["xmin", "ymin", "xmax", "ymax"]] - frames["cpu"][["xmin", "ymin", "xmax", "ymax"]]).abs().max().max()
+assert diff < 1.0, f"CUDA and CPU boxes differ by {diff} px"
 print("GPU check passed")
 PY

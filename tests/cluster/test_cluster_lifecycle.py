@@ -284,7 +284,11 @@ def test_sweep_installs_one_job_per_variant_and_an_upgrade_replaces_only_the_cha
     # what each Job's trainer makes of its environment: a run named after the variant, in the sweep
     for variant, (name, _) in first.items():
         [trainer] = cluster.get(f"job/{name}", *ns)["spec"]["template"]["spec"]["containers"]
-        env = {k: v for k, v in env_of(trainer).items() if v is not None}
+        env = {}  # as the kubelet builds it: envFrom ConfigMaps (the connection settings), then env
+        for source in trainer.get("envFrom", []):
+            if "configMapRef" in source:
+                env.update(cluster.get(f"configmap/{source['configMapRef']['name']}", *ns).get("data") or {})
+        env.update({k: v for k, v in env_of(trainer).items() if v is not None})
         config = resolve(build_parser().parse_args(["train"]), env)
         tags = run_tags(config, env)
         assert (config.run_name, tags["variant"], tags["sweep"]) == (variant, variant, "optimizers")
