@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from trainer.checkpoints import is_complete
 from trainer.tracking import is_transient, retry
 
 if TYPE_CHECKING:
     from mlflow.models.signature import ModelSignature
+
+    from trainer.datafiles import DataSpec
     from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -61,27 +61,10 @@ def pip_requirements() -> list[str]:
     return pins
 
 
-def dataset_spec(data: str) -> dict[str, Any]:
-    path = Path(data)
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
-
-
-def _trained_data(save_dir: Path) -> str:
-    """The dataset yaml YOLOv5 trained on (its opt.yaml), e.g. where a dataset name was resolved to a file."""
-    opt = save_dir / "opt.yaml"
-    return str((yaml.safe_load(opt.read_text()) or {}).get("data") or "") if opt.is_file() else ""
-
-
-def example_image(data: str, spec: dict[str, Any]) -> Path | None:
-    """The first validation image of the dataset (a folder `val:` entry), for the model's input example."""
-    root = Path(spec.get("path") or Path(data).parent)
-    if not root.is_absolute():
-        root = Path(data).parent / root
-    val = spec.get("val")
-    folder = root / val if isinstance(val, str) else None
-    if folder is None or not folder.is_dir():
-        return None
-    return next((p for p in sorted(folder.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
+def example_image(spec: DataSpec | None) -> Path | None:
+    """The first validation image of the dataset (a folder `val:` entry, found by trainer.datafiles' rule)."""
+    folders = [p for p in spec.splits("val") if p.is_dir()] if spec is not None else []
+    return next((p for p in sorted(folders[0].rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None) if folders else None
 
 
 def signature(imgsz: int) -> ModelSignature:
@@ -110,8 +93,8 @@ def check_prediction(weights: Path, model_config: dict[str, Any], example: Any) 
         raise RuntimeError(f"the model's prediction has columns {list(result.columns)}")
 
 
-def log_detector(client: MlflowClient, tracking_uri: str, run_id: str, save_dir: Path, data: str, imgsz: int,
-                 best_epoch: int, deadline: float) -> LoggedDetector | None:  # fmt: skip
+def log_detector(client: MlflowClient, tracking_uri: str, run_id: str, save_dir: Path, spec: DataSpec | None,
+                 imgsz: int, best_epoch: int, deadline: float) -> LoggedDetector | None:  # fmt: skip
     """Logs the run's detector; None when there are no usable weights. Transient server errors are retried."""
     import mlflow
     import pandas as pd
@@ -125,15 +108,13 @@ def log_detector(client: MlflowClient, tracking_uri: str, run_id: str, save_dir:
     started = time.monotonic()
     os.environ.setdefault("MLFLOW_UV_AUTO_DETECT", "false")  # a uv.lock in the working directory is not our model's
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # progress bars garble train.log
-    image = None
-    for yaml_path in (data, _trained_data(save_dir)):  # the yaml as given, then as YOLOv5 resolved it
-        if yaml_path and image is None:
-            image = example_image(yaml_path, dataset_spec(yaml_path))
+    image = example_image(spec)
     example = pd.DataFrame({"image": [image.read_bytes()]}) if image else None
     if example is not None:
         check_prediction(weights, {}, example)
     else:
-        log.warning("no validation image found in %s: the model is logged without an input example", data)
+        log.warning("no validation image found in %s: the model is logged without an input example",
+                    spec.source if spec is not None else "the dataset")
 
     run = retry("reading the run", lambda: client.get_run(run_id), deadline, transient=is_transient)
     # Created here, not by Model.log: that would put it in the default experiment unless one is active.

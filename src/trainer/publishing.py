@@ -17,14 +17,16 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from trainer.config import TrainConfig
+    from trainer.datafiles import DataSpec
 
 log = logging.getLogger(__name__)
 
 
-def publish(client: MlflowClient, config: TrainConfig, run_id: str, best_epoch: int, book: Bookkeeping) -> None:
+def publish(client: MlflowClient, config: TrainConfig, run_id: str, spec: DataSpec | None, best_epoch: int,
+            book: Bookkeeping) -> None:  # fmt: skip
     deadline = time.monotonic() + book.seconds
     logged = book.attempt("logging the model", lambda: model_logging.log_detector(
-        client, config.mlflow_uri, run_id, config.save_dir, config.data, config.imgsz, best_epoch, deadline))  # fmt: skip
+        client, config.mlflow_uri, run_id, config.save_dir, spec, config.imgsz, best_epoch, deadline))  # fmt: skip
     if not config.register_model:
         return
     if logged is None:

@@ -232,7 +232,7 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, spec: DataS
     finally:
         if monitor is not None:
             monitor.finish()
-    _finish(client, config, outcome, watcher, log_file, book)
+    _finish(client, config, outcome, watcher, spec, log_file, book)
     if watcher.rows:
         outcome.metrics = dict(watcher.rows[-1].values)
     return outcome
@@ -300,8 +300,8 @@ def _pump(stream: BinaryIO, tee: Tee) -> None:
         tee.write(chunk)
 
 
-def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher, log_file: Path,
-            book: Bookkeeping) -> None:  # fmt: skip
+def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher,
+            spec: DataSpec | None, log_file: Path, book: Bookkeeping) -> None:  # fmt: skip
     """Final metrics, artifacts, optional registration, then the run's end status, riding out server restarts."""
     from trainer import tracking
 
@@ -321,7 +321,7 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
     if outcome.status == "FINISHED":  # the detector as an MLflow Model, registered and promoted if asked
         from trainer.publishing import publish
 
-        publish(client, config, outcome.run_id, best_epoch, book)
+        publish(client, config, outcome.run_id, spec, best_epoch, book)
     book.record(client, outcome.run_id)
     # The log upload above misses these last lines; the status is what the UI shows first.
     tracking.retry("ending the run", lambda: client.set_terminated(outcome.run_id, outcome.status), deadline + 30)
