@@ -1,6 +1,7 @@
 """6. The chart on the real node (ci/node), as a user feels it: seconds from `helm install` to the server pod Ready and
-to the first epoch's metric visible in MLflow, and the memory of the server and trainer pods during training (peak of
-each pod's memory cgroup), plus what the node's own daemons use. One side only: nothing else installs this stack here.
+to the first epoch's metric visible in MLflow, from the registered version to serving it (the follower's pin, then the
+serving pod's start to Ready), and the memory of the server, trainer and serving pods (peak of each pod's memory
+cgroup), plus what the node's own daemons use. One side only: nothing else installs this stack here.
 
 Needs the images (`TORCH_VARIANT=cuda ci/images.sh build server trainer pause`) and brings the node up if needed.
 """
@@ -17,7 +18,7 @@ from common import ROOT, table, write_section
 
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from nodelib import CHART, NODE, Mlflow, Node, image_ref, run, wait_until  # noqa: E402
-from test_real_node import METRIC, RELEASE, SERVICE, first_epoch_logged, small  # noqa: E402
+from test_real_node import METRIC, MODEL, RELEASE, SERVICE, first_epoch_logged, serving_pods, small, status  # noqa: E402
 
 NS = "bench-node"
 CGROUP = Path("/sys/fs/cgroup/memory/mlflow-stack-node")
@@ -59,7 +60,9 @@ def main() -> None:
     mlflow = Mlflow(node, NS, SERVICE)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            values = small(Path(tmp), training={"params": {"epochs": 6}})
+            values = small(Path(tmp), training={"params": {"epochs": 6, "registerModel": MODEL, "modelAlias": "champion"}},
+                           serving={"enabled": True, "model": MODEL, "followAlias": {"intervalSeconds": 5},
+                                    "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}})  # fmt: skip
             t0 = time.monotonic()
             node.helm("helm", "install", RELEASE, CHART, "-n", NS, "-f", values)
 
@@ -82,6 +85,15 @@ def main() -> None:
                 trainer_peak = max(trainer_peak, pod_memory_peak(pods["training"]) / 2**20)
                 return bool(node.get(f"job/{job}", "-n", NS).get("status", {}).get("succeeded"))
             wait_until("the training Job", finished, 900, 1)
+            done = time.monotonic()
+            wait_until("the follower's pin", lambda: status(node, NS).startswith(f"serving models:/{MODEL}/1"), 120, 0.5)
+            pinned = time.monotonic()
+            wait_until("the serving pod on version 1", lambda: "1" in serving_pods(node, NS).values(), 600, 0.5)
+            serving_ready = time.monotonic()
+            serving_uid = next(p["metadata"]["uid"] for p in node.get("pods", "-n", NS, "-l",
+                               "app.kubernetes.io/component=serving")["items"]
+                               if p["metadata"].get("annotations", {}).get("mlflow-stack.io/model-version") == "1")
+            serving_peak = pod_memory_peak(serving_uid) / 2**20
             server_peak = pod_memory_peak(pods["server"]) / 2**20
             runs = mlflow.runs()
     finally:
@@ -91,12 +103,15 @@ def main() -> None:
     rows = [
         ["`helm install` → server pod Ready (migration init container + startup probe)", f"{ready:.1f} s"],
         [f"`helm install` → first epoch's `{METRIC}` visible in MLflow", f"{first:.1f} s"],
+        ["training Job done → the follower pins version 1 (interval 5 s)", f"{pinned - done:.1f} s"],
+        ["pin → serving pod Ready on it (pod start, model download through the server, load)", f"{serving_ready - pinned:.1f} s"],
         ["server pod, peak memory during the install + training", f"{server_peak:.0f} MiB"],
+        ["serving pod (yolov5n), peak memory", f"{serving_peak:.0f} MiB"],
         ["trainer pod (yolov5n, 128 px, CPU), peak memory", f"{trainer_peak:.0f} MiB"],
         ["node daemons (etcd, API server, controllers, kwok, containerd, kubelet, kube-proxy, CoreDNS), RSS", f"{idle:.0f} MiB"],
         ["run status", runs[-1]["info"]["status"] if runs else "none"],
     ]
-    text = table("6. Real node: install to Ready, to first metric, pod memory (yolov5n 128 px, 6 epochs, 16 images)",
+    text = table("6. Real node: install to Ready, to first metric, to serving, pod memory (yolov5n 128 px, 6 epochs, 16 images)",
                  ["what", "measured"], rows)  # fmt: skip
     write_section("6-node", text)
 

@@ -21,7 +21,7 @@ weed="SeaweedFS $(weed version 2>/dev/null | head -1 | awk '{print $3}')"
 load_start=$(uptime)
 # 6 (node.py) runs the chart on the real node: it needs the images (ci/images.sh) and brings the node up itself.
 TORCH_VARIANT=cuda bash ci/images.sh build server trainer pause
-for b in overhead latency server_start throughput artifacts node; do
+for b in overhead latency server_start throughput artifacts serving node; do
   echo "== bench/$b.py"
   (cd bench && python "$b.py")
 done
@@ -37,6 +37,6 @@ done
   echo
   echo "Each table comes from one run of its script, both sides measured side by side (alternating or interleaved)."
   echo "The machine is shared (other builds and tests ran at the same time): absolute times are noisy, the ratios count."
-  for f in "$W"/[1-6]-*.md; do echo; cat "$f"; done
+  for f in "$W"/[1-7]-*.md; do echo; cat "$f"; done
 } > bench/RESULTS.md
 echo "wrote bench/RESULTS.md"

@@ -168,7 +168,7 @@ echo "README.md is up to date; $(awk '/^## Values/ {v=1} v && /^\| [a-z]/' "$CHA
 done_section
 
 section "version rules against the last release tag (ci/version_check.py)"
-python ci/version_check.py || fail "version rules (README.md, \"Releasing\"): bump what the message names"
+python ci/version_check.py || fail "version rules (docs/releasing.md): bump what the message names"
 done_section
 
 section "actionlint .github/workflows ($(ls .github/workflows/*.yml | wc -l) workflows, shellcheck on run: blocks)"

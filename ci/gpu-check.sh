@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # GPU check, run by hand on a CUDA machine (not part of `make test`): `trainer train --device auto` must pick
 # CUDA and record it, and a GPU training must end FINISHED with every epoch in MLflow; its logged model, registered
-# and promoted to @champion, must load on CUDA (device auto) and give the CPU load's boxes. Expects the trainer's
-# wheel and its missing dependencies in .whl/ (no network there); writes under $OUT (or /tmp).
+# and promoted to @champion, must load on CUDA (device auto) and give the CPU load's boxes, also when `trainer serve`
+# serves it. Expects the trainer's wheel and its missing dependencies in .whl/ (no network there); writes under $OUT
+# (or /tmp).
 set -euo pipefail
 W=${OUT:-/tmp}/gpu-check
 mkdir -p "$W"
@@ -50,5 +51,25 @@ for device in ("auto", "cpu"):  # the GPU run's model, loaded the way serving do
 assert len(frames["auto"]) == len(frames["cpu"]) and len(frames["cpu"]) > 0, frames
 diff = (frames["auto"][["xmin", "ymin", "xmax", "ymax"]] - frames["cpu"][["xmin", "ymin", "xmax", "ymax"]]).abs().max().max()
 assert diff < 1.0, f"CUDA and CPU boxes differ by {diff} px"
+
+# serving on the GPU: `trainer serve` (the serving pod's process) on that version answers with the CPU load's boxes
+import base64, json, subprocess, sys, time, urllib.request
+version = mlflow.MlflowClient().get_model_version_by_alias("gpu-check", "champion-auto").version
+serve = subprocess.Popen([sys.executable, "-m", "trainer.cli", "serve", "--model", "gpu-check", "--version", version,
+                          "--host", "127.0.0.1", "--port", "5078"], stdout=open("serve.log", "w"), stderr=subprocess.STDOUT)
+try:
+    for _ in range(240):
+        try:
+            if urllib.request.urlopen("http://127.0.0.1:5078/ping", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(image).decode()]]}, "params": {"conf": 0.05}}
+    req = urllib.request.Request("http://127.0.0.1:5078/invocations", json.dumps(body).encode(), {"Content-Type": "application/json"})
+    rows = json.loads(urllib.request.urlopen(req, timeout=120).read())["predictions"]
+    print("trainer serve (CUDA)", len(rows), "boxes")
+    assert len(rows) == len(frames["cpu"]), (rows, frames["cpu"])
+finally:
+    serve.terminate()
 print("GPU check passed")
 PY

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The chart's version rules against the last release tag: the version check of helm/chart-testing's `ct lint`, small
-and our own (chart-testing is not served by the Go module proxy CI can reach). Rules: README.md, "Releasing".
+and our own (chart-testing is not served by the Go module proxy CI can reach). Rules: docs/releasing.md.
 
 Usage: ci/version_check.py [--repo DIR] [--expect-tag TAG]
 

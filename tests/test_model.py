@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from harness import (MlflowServer, Postgres, S3, BIN, Proc, free_port, http_ok, tiny_train_args, trainer_cmd,
+from harness import (MlflowServer, Postgres, S3, Proc, free_port, http_ok, tiny_train_args, trainer_cmd,
                      trainer_env, wait_until)  # fmt: skip
 from trainer.dataset import _sample
 
@@ -198,21 +198,32 @@ def post(url: str, body: dict) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def test_mlflow_models_serve_answers_invocations_and_refuses_a_non_image_with_400(trained: Trained) -> None:
+def test_trainer_serve_pins_the_version_and_check_serving_passes(trained: Trained) -> None:
+    """`trainer serve` (the serving pod's process) runs MLflow's scoring server on the pinned version; the chart's
+    helm test (`trainer check-serving`) gets rows with the documented columns and a 400 naming a non-image."""
+    client = MlflowClient(trained.server.url)
+    version = client.get_model_version_by_alias(MODEL, "champion").version
     port = free_port()
-    proc = Proc([str(BIN / "mlflow"), "models", "serve", "-m", URI, "--env-manager", "local", "--host", "127.0.0.1",
-                 "--port", str(port)], trained.workdir / "serve.log", env={"MLFLOW_TRACKING_URI": trained.server.url})
+    proc = Proc(trainer_cmd("serve", "--model", MODEL, "--alias", "champion", "--version", version, "--host",
+                            "127.0.0.1", "--port", str(port)), trained.workdir / "serve.log",
+                env={"MLFLOW_TRACKING_URI": trained.server.url})  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ping"), 300, "mlflow models serve", proc)
+        wait_until(lambda: http_ok(f"{url}/ping"), 300, "trainer serve", proc)
+        assert f"serving models:/{MODEL}/{version} (pinned from alias @champion)" in proc.tail()
         image = base64.b64encode(generated(128)).decode()
         split = {"columns": ["image"], "data": [[image]]}
-        status, body = post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": split, "params": LOW})
+        status, body = post(f"{url}/invocations", {"dataframe_split": split, "params": LOW})
         assert status == 200, body
         assert body["predictions"] and set(body["predictions"][0]) == set(COLUMNS)
         bad = {"columns": ["image"], "data": [[image], [base64.b64encode(b"not an image").decode()]]}
-        status, body = post(f"http://127.0.0.1:{port}/invocations", {"dataframe_split": bad})
+        status, body = post(f"{url}/invocations", {"dataframe_split": bad})
         assert status == 400, body
         assert "image row 1: not a decodable JPEG or PNG image" in body["message"]
+        check = subprocess.run(trainer_cmd("check-serving", "--url", url), env=trainer_env(), capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "detections with columns image_index, xmin" in check.stdout
     finally:
         proc.stop()
 

@@ -79,7 +79,7 @@ def assert_epochs_logged(client: MlflowClient, run_id: str, epochs: int) -> None
 def test_offline_network_namespace() -> None:
     """ci/test.sh runs pytest in a network namespace with only loopback; this proves it did."""
     if os.environ.get("MLFLOW_STACK_NETNS") != "1":
-        pytest.skip("not inside the loopback-only network namespace (unshare -n unavailable; see README)")
+        pytest.skip("not inside the loopback-only network namespace (unshare -n unavailable; see docs/testing.md)")
     interfaces = [line.split(":")[0].strip() for line in Path("/proc/net/dev").read_text().splitlines()[2:]]
     assert interfaces == ["lo"]
 

@@ -1,4 +1,5 @@
-"""`trainer train`, `trainer make-dataset` and `trainer predict`: the command line of the training image."""
+"""`trainer train`, `make-dataset`, `predict`, `serve`, `follow-alias` and `check-serving`: the command line of the
+training image (which is also the serving image)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train", type=int, default=32, help="training images")
     data.add_argument("--val", type=int, default=8, help="validation images")
     data.add_argument("--imgsz", type=int, default=128, help="image size in pixels")
-    from trainer import predict  # light: mlflow and torch are imported when it runs
+    # light modules: mlflow and torch are imported when a command runs
+    from trainer import follow_alias, predict, serving, serving_check
 
     predict.add_arguments(sub.add_parser("predict", help="print a logged model's detections as JSON lines"))
+    serving.add_arguments(sub.add_parser("serve", help="serve one registered version (MLflow's scoring server)"))
+    follow_alias.add_arguments(sub.add_parser("follow-alias", help="keep the serving Deployment on the alias's version"))
+    serving_check.add_arguments(sub.add_parser("check-serving", help="helm test of serving: one prediction, one 400"))
     return parser
 
 
@@ -40,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return _make_dataset(args)
     if args.command == "predict":
         return _predict(args)
+    if args.command in ("serve", "follow-alias", "check-serving"):
+        return _serving(args)
     code = _train(args)
     # Everything is uploaded, closed and printed by now; skipping the interpreter's teardown of the modules
     # mlflow imported saves ~0.4 s per run (measured by bench/overhead.py).
@@ -74,6 +81,22 @@ def _predict(args: argparse.Namespace) -> int:
     except predict.PredictError as exc:
         return _fail(str(exc), EXIT_USAGE)
     print(f"trainer: {count} detections in {len(args.images)} images", file=sys.stderr)
+    return 0
+
+
+def _serving(args: argparse.Namespace) -> int:
+    from trainer import follow_alias, serving, serving_check
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        if args.command == "serve":
+            serving.run(args)  # returns only when the waiting server stops
+        elif args.command == "follow-alias":
+            follow_alias.run(args, dict(os.environ))
+        else:
+            return serving_check.run(args)
+    except (serving.ServeError, follow_alias.FollowError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
     return 0
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import pytest
 import yaml
-from nodelib import CHART, NODE, TORCH_VARIANT, Mlflow, Node, Release, image_ref, wait_until
+from nodelib import CHART, NODE, TORCH_VARIANT, VENV_PY, Mlflow, Node, Release, image_ref, wait_until
 
 # the first test also pays for the session: node up, `make release` (a cold push of the 7.7 GB trainer), first pulls
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
@@ -190,15 +191,18 @@ def exit_codes_until_deleted(node: Node, ns: str, pod: str) -> list[int]:
             watch.terminate()
 
 
-def test_postgres_objectstore_auth_survives_server_restart(node, release, namespace, tmp_path):
+def test_postgres_objectstore_auth_server_restart_and_serving_follows_the_champion(node, release, namespace, tmp_path):
     """d. bundled PostgreSQL + bundled object store (stand-in images, as in every install here) + basic auth: the run's artifacts are in the
     bucket (checked through the S3 API), helm test passes with auth, and deleting the server pod mid-training still
-    ends in a FINISHED run with every epoch."""
+    ends in a FINISHED run with every epoch. The same install serves the champion (serving_follows_the_champion)."""
     ns = ["-n", namespace]
     epochs = 8
-    values = small(tmp_path, training={"params": {"epochs": epochs}}, server={"auth": {"enabled": True}},
+    values = small(tmp_path, **serving_values(epochs), server={"auth": {"enabled": True}},
                    backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}})
+    # serving is installed before any version exists: its pods wait (Ready), so --wait returns
     node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", values, "--wait", *TIMEOUT)
+    wait_until("the follower's one-line status", lambda: status(node, namespace).startswith(
+        ("waiting: no version of registered model", "serving models:/")), INTERVAL * 12, 2)
     auth = node.secret(namespace, f"{RELEASE}-auth")
     user = yaml.safe_load(node.helm("helm", "get", "values", RELEASE, *ns, "--all", "-o", "yaml").stdout)
     mlflow = Mlflow(node, namespace, SERVICE, auth=(user["server"]["auth"]["adminUsername"], auth["admin-password"]))
@@ -225,6 +229,104 @@ def test_postgres_objectstore_auth_survives_server_restart(node, release, namesp
     assert any(k.endswith(f"{run_id}/artifacts/training-output/weights/best.pt") for k in keys), keys[:20]
 
     helm_test_passes(node, "helm", namespace)
+    serving_follows_the_champion(node, release, namespace, tmp_path, mlflow)
+
+
+SERVING = f"{RELEASE}-serving"  # the serving Deployment and Service
+MODEL = "yolov5-synth"
+INTERVAL = 5  # serving.followAlias.intervalSeconds of the test
+# A client inside the node's namespace posting one generated image after another (a new connection each) until the
+# stop file exists; prints its count of answers and every failure as JSON.
+CLIENT = """
+import base64, io, json, os, sys, time, urllib.request
+import numpy as np
+from trainer.dataset import _sample
+url, stop = sys.argv[1], sys.argv[2]
+image, _ = _sample(np.random.default_rng(0), 128)
+buf = io.BytesIO(); image.save(buf, format="JPEG")
+body = json.dumps({"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(buf.getvalue()).decode()]]}}).encode()
+ok, failed = 0, []
+while not os.path.exists(stop):
+    try:
+        req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 200 and "predictions" in json.loads(r.read())
+        ok += 1
+    except Exception as e:
+        failed.append(f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}")
+    time.sleep(0.1)
+print(json.dumps({"ok": ok, "failed": failed}))
+"""
+
+
+def serving_values(epochs: int) -> dict:
+    """Training that registers `yolov5-synth` and moves @champion to every new version, and two serving replicas that
+    follow it every INTERVAL seconds."""
+    return {"training": {"params": {"epochs": epochs, "registerModel": MODEL, "modelAlias": "champion"}},
+            "serving": {"enabled": True, "model": MODEL, "replicas": 2, "followAlias": {"intervalSeconds": INTERVAL},
+                        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "4Gi"}}}}  # fmt: skip
+
+
+def status(node: Node, ns: str) -> str:
+    """What `kubectl get deploy NAME -o jsonpath='{.metadata.annotations.mlflow-stack\\.io/status}'` shows."""
+    return (node.get(f"deployment/{SERVING}", "-n", ns)["metadata"].get("annotations") or {}).get(
+        "mlflow-stack.io/status", "")
+
+
+def serving_pods(node: Node, ns: str) -> dict[str, str]:
+    """Ready serving pods (not terminating) -> the version pinned in each."""
+    pods = node.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=serving")["items"]
+    return {p["metadata"]["name"]: p["metadata"].get("annotations", {}).get("mlflow-stack.io/model-version", "")
+            for p in pods if not p["metadata"].get("deletionTimestamp")
+            and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))}  # fmt: skip
+
+
+def all_on(node: Node, ns: str, version: str) -> bool:
+    """The roll to VERSION is over: two Ready pods, both pinned to it, and no other serving pod left."""
+    pods = serving_pods(node, ns)
+    every = node.get("pods", "-n", ns, "-l", "app.kubernetes.io/component=serving")["items"]
+    return len(pods) == 2 and set(pods.values()) == {version} and len(every) == 2
+
+
+def serving_follows_the_champion(node: Node, release: Release, ns: str, tmp_path, mlflow: Mlflow) -> None:
+    """Serving on the real node: Ready on version 1 once training registered it, a prediction through the Service;
+    `helm upgrade` with other training values -> version 2 -> the alias moves -> both pods roll to it within the
+    follow interval plus a pod start, while a client sending requests the whole time sees no failed request (also
+    while a serving pod is deleted); helm test (which posts an image to serving) passes."""
+    wait_until("serving pinned to version 1", lambda: status(node, ns) == f"serving models:/{MODEL}/1 (@champion)",
+               INTERVAL * 6, 2)  # fmt: skip
+    wait_until("both serving pods on version 1", lambda: all_on(node, ns, "1"), 600, 2)
+    ip = node.get(f"service/{SERVING}", "-n", ns)["spec"]["clusterIP"]
+    url = f"http://{ip}:8080/invocations"
+    stop = tmp_path / "stop-client"
+    client = subprocess.Popen([str(NODE), "exec", str(VENV_PY), "-c", CLIENT, url, str(stop)], env=node.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        node.helm("helm", "upgrade", RELEASE, *release.install_args(), "-n", ns, "-f", small(
+            tmp_path, **serving_values(3), server={"auth": {"enabled": True}},
+            backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}}), "--wait", *TIMEOUT)
+        job = training_jobs(node, ns)[-1]["metadata"]["name"]
+        wait_job(node, ns, job)
+        moved = time.monotonic()
+        assert mlflow.call("GET", f"registered-models/alias?name={MODEL}&alias=champion")["model_version"][
+            "version"] == "2"
+        wait_until("serving pinned to version 2", lambda: status(node, ns).startswith(f"serving models:/{MODEL}/2"),
+                   INTERVAL * 6, 1)  # fmt: skip
+        pinned = time.monotonic() - moved
+        wait_until("both serving pods on version 2", lambda: all_on(node, ns, "2"), 600, 2)
+        rolled = time.monotonic() - moved
+        print(f"serving: alias moved -> version 2 pinned in {pinned:.0f}s, both pods serving it {rolled:.0f}s after")
+        victim = sorted(serving_pods(node, ns))[0]
+        node.kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
+        wait_until("a replacement serving pod", lambda: victim not in serving_pods(node, ns) and all_on(node, ns, "2"),
+                   600, 2)  # fmt: skip
+    finally:
+        stop.touch()
+        out, err = client.communicate(timeout=120)
+    answers = json.loads(out.strip().splitlines()[-1]) if out.strip() else pytest.fail(f"client died: {err[-2000:]}")
+    assert answers["failed"] == [], answers["failed"][:20]
+    assert answers["ok"] > 20, answers
+    helm_test_passes(node, "helm", ns)  # with serving on, its test pod posts an image to the Service
 
 
 def test_helm3_install_and_helm_test(node, release, namespace, tmp_path):

@@ -236,10 +236,15 @@ helm.sh/resource-policy: keep
 {{- toYaml (mergeOverwrite (deepCopy .ctx.Values.podSecurityContext) (.override | default dict)) -}}
 {{- end -}}
 
-{{/* Pod-level settings shared by every pod: service account, pull secrets, security context; call like podSecurityContext. */}}
+{{/* Pod-level settings shared by every pod: service account, pull secrets, security context; call like podSecurityContext, with "serviceAccount" NAME for a pod that runs as its own ServiceAccount and mounts its token (the serving follower). */}}
 {{- define "mlflow-stack.podCommon" -}}
+{{- if .serviceAccount -}}
+serviceAccountName: {{ .serviceAccount }}
+automountServiceAccountToken: true
+{{- else -}}
 serviceAccountName: {{ include "mlflow-stack.serviceAccountName" .ctx }}
 automountServiceAccountToken: {{ .ctx.Values.serviceAccount.automountServiceAccountToken }}
+{{- end }}
 {{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
@@ -355,4 +360,14 @@ affinity:
 {{- $prefix := printf "%s-train" (include "mlflow-stack.fullname" .ctx | trunc $keep | trimSuffix "-") -}}
 {{- with $variant }}{{ $prefix = printf "%s-%s" $prefix . }}{{ end -}}
 {{- printf "%s-%s" $prefix (.spec | fromYaml | toJson | sha256sum | trunc 10) -}}
+{{- end -}}
+
+{{/* Name of the serving Deployment, Service, PDB, HPA, Ingress and NetworkPolicy (the follower patches it): <fullname>-serving. */}}
+{{- define "mlflow-stack.serving.fullname" -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "serving") -}}
+{{- end -}}
+
+{{/* Name of the serving follower's Deployment, ServiceAccount, Role, RoleBinding and egress NetworkPolicy: <fullname>-serving-follower. */}}
+{{- define "mlflow-stack.serving.followerName" -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "serving-follower") -}}
 {{- end -}}

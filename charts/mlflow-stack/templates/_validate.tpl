@@ -104,6 +104,42 @@
   {{- end -}}
   {{- end -}}
 {{- end -}}
+{{- $sv := $v.serving -}}
+{{- if $sv.enabled -}}
+  {{- /* the alias's characters are the schema's (as for training's aliases); MLflow's reserved ones named here */ -}}
+  {{- if not $sv.model -}}
+    {{- $errors = append $errors (printf "serving.model is required when serving.enabled=true: the registered model to serve (models:/<serving.model>@%s), e.g. training.params.registerModel's" $sv.alias) -}}
+  {{- end -}}
+  {{- if regexMatch "^([Ll][Aa][Tt][Ee][Ss][Tt]|[vV][0-9]+)$" (toString $sv.alias) -}}
+    {{- $errors = append $errors (printf "serving.alias=%s is reserved by MLflow (latest and v<N> name versions, not aliases): follow an alias such as champion" $sv.alias) -}}
+  {{- end -}}
+  {{- if hasKey ($sv.podAnnotations | default dict) "mlflow-stack.io/model-version" -}}
+    {{- $errors = append $errors "serving.podAnnotations must not set mlflow-stack.io/model-version: the follower pins the served version there (helm upgrade would overwrite it)" -}}
+  {{- end -}}
+  {{- if and $sv.autoscaling.enabled (gt (int $sv.autoscaling.minReplicas) (int $sv.autoscaling.maxReplicas)) -}}
+    {{- $errors = append $errors (printf "serving.autoscaling.minReplicas=%v is greater than serving.autoscaling.maxReplicas=%v" $sv.autoscaling.minReplicas $sv.autoscaling.maxReplicas) -}}
+  {{- end -}}
+  {{- if and $sv.pdb.enabled (not $sv.autoscaling.enabled) (kindIs "float64" $sv.pdb.minAvailable) (ge (int $sv.pdb.minAvailable) (int $sv.replicas)) -}}
+    {{- $errors = append $errors (printf "serving.pdb.minAvailable=%v must be lower than serving.replicas=%v, or no node could ever be drained" $sv.pdb.minAvailable $sv.replicas) -}}
+  {{- end -}}
+  {{- if and $v.networkPolicy.enabled $sv.ingress.enabled (not $sv.from) -}}
+    {{- $errors = append $errors "serving.from is empty while serving.ingress.enabled=true and networkPolicy.enabled=true: the serving NetworkPolicy would block the ingress controller; add its namespace (namespaceSelector) to serving.from" -}}
+  {{- end -}}
+  {{- if $sv.ingress.enabled -}}
+    {{- if not $sv.ingress.hosts -}}
+      {{- $errors = append $errors "serving.ingress.hosts must list at least one host when serving.ingress.enabled=true" -}}
+    {{- end -}}
+    {{- $hosts := list -}}
+    {{- range $sv.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end -}}
+    {{- range $sv.ingress.tls -}}
+      {{- range .hosts -}}
+        {{- if not (has . $hosts) -}}
+          {{- $errors = append $errors (printf "serving.ingress.tls host %q is not one of serving.ingress.hosts (%s)" . (join ", " $hosts)) -}}
+        {{- end -}}
+      {{- end -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- with $errors -}}
 {{- fail (printf "\n\nmlflow-stack: invalid values:\n  - %s\n" (join "\n  - " .)) -}}
 {{- end -}}
