@@ -53,14 +53,16 @@ def daemon_pids() -> list[int]:
 def main() -> None:
     was_up = run(["bash", NODE, "status"], check=False).returncode == 0
     run(["bash", NODE, "up"], timeout=900)
-    run(["bash", NODE, "load", image_ref("server"), image_ref("trainer")], timeout=1800)
+    run(["bash", NODE, "load", *(image_ref(n) for n in ("server", "trainer", "s3"))], timeout=1800)
     node = Node(env=None)
     node.kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true", timeout=300)
     node.kubectl("create", "namespace", NS)
     mlflow = Mlflow(node, NS, SERVICE)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            values = small(Path(tmp), training={"params": {"epochs": 6, "registerModel": MODEL, "modelAlias": "champion"}},
+            # the local chart with the images `ci/node load` imported: the CUDA trainer build (tag <appVersion>-cuda)
+            values = small(Path(tmp), training={"image": {"variant": "cuda"},
+                                                "params": {"epochs": 6, "registerModel": MODEL, "modelAlias": "champion"}},
                            serving={"enabled": True, "model": MODEL, "followAlias": {"intervalSeconds": 5},
                                     "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}}})  # fmt: skip
             t0 = time.monotonic()
