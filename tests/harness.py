@@ -12,6 +12,7 @@ import contextlib
 import functools
 import glob
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +101,17 @@ class Proc:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def http_json(method: str, url: str, body: dict | None = None, timeout: float = 120) -> tuple[int, dict]:
+    """(status, JSON body) of a request; an HTTP error status is returned, not raised (the tests assert on it)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def http_ok(url: str) -> bool:

@@ -8,8 +8,6 @@ import contextlib
 import io
 import json
 import subprocess
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from harness import (MlflowServer, Postgres, S3, Proc, free_port, http_ok, tiny_train_args, trainer_cmd,
+from harness import (MlflowServer, Postgres, S3, Proc, free_port, http_json, http_ok, tiny_train_args, trainer_cmd,
                      trainer_env, wait_until)  # fmt: skip
 from trainer.dataset import _sample
 
@@ -189,15 +187,6 @@ def test_bad_input_is_the_callers_error_and_empty_input_gives_no_rows(model) -> 
     assert len(model.predict(pd.DataFrame({"image": [generated(128)]}))) == 0  # default conf 0.25: nothing sure
 
 
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_trainer_serve_pins_the_version_and_check_serving_passes(trained: Trained) -> None:
     """`trainer serve` (the serving pod's process) runs MLflow's scoring server on the pinned version; the chart's
     helm test (`trainer check-serving`) gets rows with the documented columns and a 400 naming a non-image."""
@@ -213,11 +202,11 @@ def test_trainer_serve_pins_the_version_and_check_serving_passes(trained: Traine
         assert f"serving models:/{MODEL}/{version} (pinned from alias @champion)" in proc.tail()
         image = base64.b64encode(generated(128)).decode()
         split = {"columns": ["image"], "data": [[image]]}
-        status, body = post(f"{url}/invocations", {"dataframe_split": split, "params": LOW})
+        status, body = http_json("POST", f"{url}/invocations", {"dataframe_split": split, "params": LOW})
         assert status == 200, body
         assert body["predictions"] and set(body["predictions"][0]) == set(COLUMNS)
         bad = {"columns": ["image"], "data": [[image], [base64.b64encode(b"not an image").decode()]]}
-        status, body = post(f"{url}/invocations", {"dataframe_split": bad})
+        status, body = http_json("POST", f"{url}/invocations", {"dataframe_split": bad})
         assert status == 400, body
         assert "image row 1: not a decodable JPEG or PNG image" in body["message"]
         check = subprocess.run(trainer_cmd("check-serving", "--url", url), env=trainer_env(), capture_output=True,

@@ -3,23 +3,10 @@ in test_model.py (it needs the trained model), the follower on a real API server
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
-from harness import MlflowServer, Proc, free_port, http_ok, trainer_cmd, trainer_env, wait_until
-
-
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+from harness import MlflowServer, Proc, free_port, http_json, http_ok, trainer_cmd, trainer_env, wait_until
 
 
 def test_without_a_pinned_version_serve_is_ready_and_says_what_it_waits_for(tmp_path) -> None:
@@ -29,8 +16,8 @@ def test_without_a_pinned_version_serve_is_ready_and_says_what_it_waits_for(tmp_
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_ok(f"{url}/ping"), 60, "trainer serve (waiting)", proc)
-        assert call("GET", f"{url}/health")[1]["status"] == "waiting"
-        code, body = call("POST", f"{url}/invocations", {"dataframe_split": {"columns": ["image"], "data": [["x"]]}})
+        assert http_json("GET", f"{url}/health")[1]["status"] == "waiting"
+        code, body = http_json("POST", f"{url}/invocations", {"dataframe_split": {"columns": ["image"], "data": [["x"]]}})
         assert code == 503 and body["error_code"] == "MODEL_NOT_PINNED", body
         assert "'yolo-det'" in body["message"] and "'champion'" in body["message"]
         check = subprocess.run(trainer_cmd("check-serving", "--url", url), env=trainer_env(), capture_output=True,

@@ -101,22 +101,22 @@ def step(api: KubeApi, client: MlflowClient, args: argparse.Namespace) -> None:
     live = template.get(VERSION, "")
     status_now = (deployment["metadata"].get("annotations") or {}).get(STATUS, "")
     version, why = resolve(client, args.model, args.alias)
-    if version and version != live:
-        status = f"serving models:/{args.model}/{version} (@{args.alias})"
-        log.info("@%s is version %s (was %s): rolling %s to it", args.alias, version, live or "none", args.deployment)
-        api.request("PATCH", api.deployment_path(args.deployment), {
-            "metadata": {"annotations": {VERSION: version, STATUS: status}},
-            "spec": {"template": {"metadata": {"annotations": {VERSION: version}}}}})  # fmt: skip
-        return
     if version:
         status = f"serving models:/{args.model}/{version} (@{args.alias})"
     elif live:  # the alias was removed: keep serving what was pinned rather than nothing
         status = f"serving models:/{args.model}/{live}; {why}"
     else:
         status = f"waiting: {why}"
-    if status != status_now:
+    patch: dict = {"metadata": {"annotations": {STATUS: status}}}
+    if version and version != live:
+        log.info("@%s is version %s (was %s): rolling %s to it", args.alias, version, live or "none", args.deployment)
+        patch["metadata"]["annotations"][VERSION] = version
+        patch["spec"] = {"template": {"metadata": {"annotations": {VERSION: version}}}}
+    elif status != status_now:
         log.info("%s", status)
-        api.request("PATCH", api.deployment_path(args.deployment), {"metadata": {"annotations": {STATUS: status}}})
+    else:
+        return
+    api.request("PATCH", api.deployment_path(args.deployment), patch)
 
 
 def first_line(exc: BaseException) -> str:
