@@ -47,8 +47,8 @@ KUBE_SCORE_IGNORES=(
   container-image-pull-policy
   # Writable storage is bounded by emptyDir sizeLimits (/tmp, /workspace, /dev/shm) rather than per-container requests.
   container-ephemeral-storage-request-and-limit
-  # NetworkPolicies are optional (networkPolicy.enabled; the networkpolicy-servicemonitor scenario renders them) and
-  # client pods (training Job, hooks, helm test) receive no traffic.
+  # Client pods (training Job, hooks, helm test) receive no traffic, so no ingress policy selects them (every pod has
+  # the release-wide egress policy; networkPolicy.enabled is on by default).
   pod-networkpolicy
   # The issue asks for startup/readiness/liveness on <staticPrefix>/health; liveness has a longer period and threshold.
   pod-probes-identical
@@ -199,6 +199,7 @@ SMOKE_SET=()
 # the server: the chart's TRAINER_* / MLFLOW_* environment must drive the real trainer. CHART_SMOKE_TRAIN=0 skips that.
 SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
 smoke gpu "$CHART/ci/gpu-values.yaml"
+smoke open "$CHART/ci/open-values.yaml"  # no basic auth, no NetworkPolicies
 smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
 # A changed admin password on the same database: the Job and `helm test` read the new one from the Secret. With metrics
 # and a ServiceMonitor: its scrape of /metrics (outside the static prefix) logs in with the new password.

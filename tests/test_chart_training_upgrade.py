@@ -51,8 +51,8 @@ def connection(docs: Docs) -> dict[str, str]:
 
 # connection setting -> (values, what a pod started after the upgrade gets: checked on the render)
 CONNECTION: dict[str, tuple[dict, Callable[[Docs], bool]]] = {
-    "server.auth.enabled": ({"server": {"auth": {"enabled": True}}},
-                            lambda d: connection(d).get("MLFLOW_TRACKING_USERNAME") == "admin"),
+    "server.auth.enabled": ({"server": {"auth": {"enabled": False}}},  # on by default: turned off
+                            lambda d: "MLFLOW_TRACKING_USERNAME" not in connection(d)),
     "server.service.port": ({"server": {"service": {"port": 80}}},
                             lambda d: connection(d)["MLFLOW_TRACKING_URI"].endswith(".svc.cluster.local:80")),
     "server.staticPrefix": ({"server": {"staticPrefix": "/mlflow"}},

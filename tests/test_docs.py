@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-README_MAX_LINES = 170
+README_MAX_LINES = 180
 
 FENCE = re.compile(r"^(`{3,}|~{3,})\s*([\w-]*)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")

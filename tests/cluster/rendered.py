@@ -2,8 +2,8 @@
 
 A container becomes argv + environment + working directory exactly as the kubelet would build them from the
 rendered YAML — command/args (the image's ENTRYPOINT/CMD from images/*/Dockerfile when the container has none), env
-values, secretKeyRef/configMapKeyRef/envFrom from the rendered Secrets and ConfigMaps, fieldRef from made-up pod
-metadata — with two substitutions, both because nothing may be created outside the test's directories:
+values, secretKeyRef/configMapKeyRef/envFrom from the rendered Secrets and ConfigMaps (and those the credentials hook
+would create, ci/lib/hook_secrets.py), fieldRef from made-up pod metadata — with two substitutions, both because nothing may be created outside the test's directories:
 - a volume mount whose path does not exist here (`/workspace`, `/etc/mlflow-auth`, ...) becomes a directory of the
   test, and the mount path is rewritten to it in args, env values, workingDir and the mounted files;
 - the image's executables (`mlflow`, `python`, `trainer`) resolve to this repository's virtual environment, which
@@ -15,6 +15,7 @@ Service DNS names are not rewritten: the processes run in a network namespace wh
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import shlex
@@ -23,6 +24,13 @@ from pathlib import Path
 
 import yaml
 from clusterlib import ROOT
+
+# ci/lib/hook_secrets.py, shared with the chart's smoke runner; loaded by path, not through sys.path: ci/lib also holds
+# a cluster.py that would shadow the tests' `cluster` package
+_spec = importlib.util.spec_from_file_location("mlflow_stack_hook_secrets", ROOT / "ci" / "lib" / "hook_secrets.py")
+_hook_secrets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_hook_secrets)
+generated_secrets = _hook_secrets.generated_secrets
 
 IMAGES = ROOT / "images"
 
@@ -57,7 +65,9 @@ class Manifest:
 
     @classmethod
     def parse(cls, text: str, namespace: str) -> Manifest:
-        return cls([d for d in yaml.safe_load_all(text) if d], namespace)
+        """The rendered documents plus the Secrets the credentials hook would create (random values, as the hook's)."""
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        return cls(docs + generated_secrets(docs), namespace)
 
     def by_kind(self, kind: str) -> list[dict]:
         return [d for d in self.docs if d["kind"] == kind]
@@ -172,8 +182,11 @@ def container_process(m: Manifest, obj: dict, container_name: str, workdir: Path
             text = text.replace(path, rewrites[path])
         return text
 
-    entry, cmd = dockerfile_exec(image_dir_for(c["image"]))
-    argv = (c["command"] + c.get("args", [])) if "command" in c else entry + c.get("args", cmd)
+    if "command" in c:  # the image's ENTRYPOINT/CMD do not matter (and a third-party image has no images/* dir)
+        argv = c["command"] + c.get("args", [])
+    else:
+        entry, cmd = dockerfile_exec(image_dir_for(c["image"]))
+        argv = entry + c.get("args", cmd)
     if (venv_bin / argv[0]).exists():
         argv[0] = str(venv_bin / argv[0])
     env = {k: rewrite(v) for k, v in container_env(m, obj, container_name).items()}

@@ -3,8 +3,8 @@
 The bundled-PostgreSQL scenario (with basic auth and the synthetic dataset) is rendered by `helm template`; then, in a
 network namespace with only loopback and the Service DNS names mapped to 127.0.0.1 (netns_run.py), in the order the
 cluster would run them:
-  PostgreSQL (Debian's, initialised like the postgres image does from the StatefulSet's env) and SeaweedFS S3 in
-  place of the bundled MinIO (same credentials, same port) -> the create-bucket hook Job's container -> the server
+  PostgreSQL (Debian's, initialised like the postgres image does from the StatefulSet's env) and SeaweedFS S3 (`weed mini`
+  in place of the bundled `weed server`, same credentials, same port) -> the create-bucket hook Job's container -> the server
   Deployment's db-upgrade and auth-admin init containers -> the server container (`mlflow server ...` as rendered) -> the `helm test`
   pod's container -> the training Job's make-dataset init container and trainer container.
 Every command, argument, environment variable (from the rendered Secrets/ConfigMaps) and Service URI is the rendered
@@ -125,7 +125,7 @@ def test_rendered_commands_train_against_real_postgres_s3_and_mlflow(tmp_path):
         pg_port = next(p["port"] for p in m.one("Service", "-postgresql")["spec"]["ports"])
         s3_port = next(p["port"] for p in m.one("Service", "-objectstore")["spec"]["ports"] if p["port"] != 9001)
         store_env = container_env(m, store, "objectstore")
-        s3_env = {"AWS_ACCESS_KEY_ID": store_env["MINIO_ROOT_USER"], "AWS_SECRET_ACCESS_KEY": store_env["MINIO_ROOT_PASSWORD"]}
+        s3_env = {k: store_env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
         trainer = container_process(m, train_job, "trainer", work, VENV_BIN)
         bucket = container_process(m, bucket_job, "create-bucket", work, VENV_BIN)
         check_env = {**trainer.env, "BUCKET": bucket.env["BUCKET"]}

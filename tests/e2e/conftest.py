@@ -77,11 +77,14 @@ def run_bytes(cmd) -> bytes:
 
 @pytest.fixture
 def namespace(node, release, request):
-    """A fresh namespace per test with the registry's pull secret `regcred`; deleted afterwards (waited for, so its
-    pods free the node's CPU for the next test)."""
+    """A fresh namespace per test with the registry's pull secret `regcred`, enforcing the "restricted" Pod Security
+    Standard (the API server refuses any pod of the chart that breaks it); deleted afterwards (waited for, so its pods
+    free the node's CPU for the next test)."""
     name = namespace_name(request)
     node.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=300)
     node.kubectl("create", "namespace", name)
+    node.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted",
+                 "pod-security.kubernetes.io/enforce-version=latest")  # fmt: skip
     release.pull_secret(name)
     yield name
     node.kubectl("delete", "namespace", name, "--wait=true", check=False, timeout=300)

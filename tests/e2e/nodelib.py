@@ -101,6 +101,30 @@ class Release:
                               "cosign", *args, check=check)  # fmt: skip
 
 
+def secrets_in_command_lines(node: Node, ns: str) -> tuple[list[str], list[str]]:
+    """Every value (8 characters or more) of the namespace's Opaque Secrets found in the command line of a process on
+    this machine (the node's containers are processes of it, in the same PID namespace): ['pid N (argv0): secret/key'],
+    and every command line read (to show the scan saw the pods' processes)."""
+    values = {}
+    for secret in node.get("secrets", "-n", ns)["items"]:
+        if secret.get("type") == "Opaque":
+            for key, value in (secret.get("data") or {}).items():
+                text = base64.b64decode(value).decode(errors="replace")
+                if len(text) >= 8:
+                    values[text] = f"{secret['metadata']['name']}/{key}"
+    found, lines = [], []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        line = b" ".join(argv).decode(errors="replace")
+        lines.append(line)
+        found += [f"pid {proc.name} ({argv[0].decode(errors='replace')}): {where}" for v, where in values.items() if v in line]
+    assert values, f"no Secret values in namespace {ns} to look for"
+    return found, lines
+
+
 def node_problems(node: Node) -> list[str]:
     """Why the node would not run a new pod: not Ready, a pressure condition, a taint (empty when it would)."""
     status = node.get(f"node/{NODE_NAME}")
@@ -153,11 +177,12 @@ class Mlflow:
         ip = self.node.get(f"service/{self.service}", "-n", self.namespace)["spec"]["clusterIP"]
         cmd = ["curl", "-sS", "--max-time", "20", "--resolve", f"{self.host}:5000:{ip}", "-X", method,
                "-H", "Content-Type: application/json", "-w", "\n%{http_code}"]  # fmt: skip
-        if self.auth:
-            cmd += ["-u", f"{self.auth[0]}:{self.auth[1]}"]
+        # the login goes to curl as a config on stdin, never in its argv (the tests scan every process's command line)
+        login = f'user = "{self.auth[0]}:{self.auth[1]}"\n' if self.auth else ""
         if body is not None:
             cmd += ["--data", json.dumps(body)]
-        out = self.node.exec(*cmd, f"http://{self.host}:5000/api/2.0/mlflow/{path}", check=check).stdout
+        out = self.node.exec(*cmd, "-K", "-", f"http://{self.host}:5000/api/2.0/mlflow/{path}", check=check,
+                             input=login).stdout
         text, _, code = out.rpartition("\n")
         if check and code != "200":
             pytest.fail(f"MLflow {method} {path}: HTTP {code}: {text[:2000]}", pytrace=False)

@@ -2,7 +2,8 @@
 training Job whose run lands in MLflow, `helm test` pods that really run, volumes that keep their data.
 
 What is still faked: the GPU node (kwok, kept for values-gpu.yaml scheduling in tests/cluster), the PostgreSQL and
-S3 images (stand-ins from ci/standins/, the chart's defaults are the official postgres and MinIO images).
+S3 images (stand-ins from ci/standins/, the chart's defaults are the official postgres and SeaweedFS images; the S3
+stand-in is the same `weed` release, run with the chart's default args and probes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import time
 
 import pytest
 import yaml
-from nodelib import CHART, NODE, TORCH_VARIANT, VENV_PY, Mlflow, Node, Release, image_ref, wait_until
+from nodelib import (CHART, NODE, TORCH_VARIANT, VENV_PY, Mlflow, Node, Release, image_ref, secrets_in_command_lines,
+                     wait_until)
 
 # the first test also pays for the session: node up, `make release` (a cold push of the 7.7 GB trainer), first pulls
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2700)]
@@ -40,11 +42,9 @@ def small(tmp_path, **extra) -> str:
             "backoffLimit": 0,
         },
         "server": {"resources": {"requests": {"cpu": "100m"}}},
-        # the bundled object store, with the S3 stand-in in place of MinIO (no registry to pull MinIO from)
-        "objectStore": {"enabled": True, "image": standin("s3"),
-                        "args": ["mini", "-dir=/data", "-s3.port=9000", "-admin.ui=false"],
-                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "s3"}, "periodSeconds": 5},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "s3"}, "periodSeconds": 20}},
+        # the bundled object store with the chart's default args and probes; only the image is the stand-in (the same
+        # SeaweedFS release as the official image, no registry to pull it from)
+        "objectStore": {"enabled": True, "image": standin("s3")},
     }
     merge(values, extra)
     path = tmp_path / f"values-{len(list(tmp_path.glob('values-*.yaml')))}.yaml"
@@ -100,6 +100,12 @@ def helm_test_passes(node: Node, helm: str, ns: str) -> None:
     assert tests and set(tests.values()) == {"Succeeded"}, tests
 
 
+def login(node: Node, ns: str) -> Mlflow:
+    """The release's server as its admin (basic auth is on by default), with the password from the Secret the
+    credentials hook generated."""
+    return Mlflow(node, ns, SERVICE, auth=("admin", node.secret(ns, f"{RELEASE}-auth")["admin-password"]))
+
+
 def first_epoch_logged(mlflow: Mlflow) -> str:
     """Run id of the RUNNING run once its first epoch's metric is in MLflow."""
     for run in mlflow.runs():
@@ -110,14 +116,15 @@ def first_epoch_logged(mlflow: Mlflow) -> str:
 
 def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, namespace, tmp_path):
     ns = ["-n", namespace]
-    mlflow = Mlflow(node, namespace, SERVICE)
 
-    # a. install --wait: the server passes its real startup/readiness probes after the migration init container
+    # a. install --wait with the defaults' auth and NetworkPolicies: the server passes its real startup/readiness probes
+    # after the migration and auth-admin init containers
     node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path), "--wait", *TIMEOUT)
+    mlflow = login(node, namespace)
     pod = server_pod(node, namespace)
     assert all(c["ready"] for c in pod["status"]["containerStatuses"])
-    [init] = pod["status"]["initContainerStatuses"]
-    assert init["name"] == "db-upgrade" and init["state"]["terminated"]["exitCode"] == 0
+    inits = {c["name"]: c["state"]["terminated"]["exitCode"] for c in pod["status"]["initContainerStatuses"]}
+    assert inits == {"db-upgrade": 0, "auth-admin": 0}, inits
     [job1] = training_jobs(node, namespace)
     wait_job(node, namespace, job1["metadata"]["name"])
     [run1] = mlflow.runs()
@@ -153,8 +160,8 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, nam
     assert "training-output/weights/last.pt" in weights, weights
     assert "logs/train.log" in mlflow.artifacts(run_id, "logs")
 
-    # f. rollback, uninstall: kept PVCs and Secrets remain; a re-install with the same name reuses them and still
-    # shows the earlier runs
+    # f. rollback, uninstall: kept PVCs and the generated Secrets remain; a re-install with the same name (by Helm 3, whose
+    # test pod then runs for real too) reuses them: the same admin password still logs in and shows the earlier runs
     node.helm("helm", "rollback", RELEASE, "1", *ns, "--wait", *TIMEOUT)
     kept = {(o["kind"], o["metadata"]["name"]) for o in manifest(node, namespace)
             if (o["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"}  # fmt: skip
@@ -162,9 +169,10 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, nam
     node.helm("helm", "uninstall", RELEASE, *ns, "--wait", *TIMEOUT)
     for kind, name in kept:
         node.kubectl("get", kind.lower(), name, *ns)
-    node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training={"enabled": False}),
+    node.helm("helm3", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training={"enabled": False}),
               "--wait", *TIMEOUT)  # fmt: skip
     assert {r["info"]["run_id"] for r in runs} <= {r["info"]["run_id"] for r in mlflow.runs()}
+    helm_test_passes(node, "helm3", namespace)
 
 
 def manifest(node: Node, ns: str) -> list[dict]:
@@ -192,25 +200,28 @@ def exit_codes_until_deleted(node: Node, ns: str, pod: str) -> list[int]:
 
 
 def test_postgres_objectstore_auth_server_restart_and_serving_follows_the_champion(node, release, namespace, tmp_path):
-    """d. bundled PostgreSQL + bundled object store (stand-in images, as in every install here) + basic auth: the run's artifacts are in the
-    bucket (checked through the S3 API), helm test passes with auth, and deleting the server pod mid-training still
+    """d. bundled PostgreSQL + bundled object store (stand-in images, as in every install here) + the default basic auth
+    and NetworkPolicies: no Secret value in any process's command line while everything runs, the run's artifacts are in
+    the bucket (checked through the S3 API), helm test passes with auth, and deleting the server pod mid-training still
     ends in a FINISHED run with every epoch. The same install serves the champion (serving_follows_the_champion)."""
     ns = ["-n", namespace]
     epochs = 8
-    values = small(tmp_path, **serving_values(epochs), server={"auth": {"enabled": True}},
-                   backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}})
+    values = small(tmp_path, **serving_values(epochs), backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}})
     # serving is installed before any version exists: its pods wait (Ready), so --wait returns
     node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", values, "--wait", *TIMEOUT)
     wait_until("the follower's one-line status", lambda: status(node, namespace).startswith(
         ("waiting: no version of registered model", "serving models:/")), INTERVAL * 12, 2)
-    auth = node.secret(namespace, f"{RELEASE}-auth")
-    user = yaml.safe_load(node.helm("helm", "get", "values", RELEASE, *ns, "--all", "-o", "yaml").stdout)
-    mlflow = Mlflow(node, namespace, SERVICE, auth=(user["server"]["auth"]["adminUsername"], auth["admin-password"]))
+    mlflow = login(node, namespace)
     assert Mlflow(node, namespace, SERVICE).call("GET", "experiments/search?max_results=1", check=False).get(
         "http_code") == "401", "the server answers without credentials"
 
     # the server pod deleted once the first epoch is in MLflow: the trainer queues and resends, the run completes
     run_id = wait_until("the first epoch in MLflow", lambda: first_epoch_logged(mlflow), 300, 2)
+    # every pod runs now (server, PostgreSQL, object store, trainer, serving, follower): no credential in an argv
+    found, lines = secrets_in_command_lines(node, namespace)
+    assert not found, found
+    for process in ("mlflow server", "weed server", "postgres", "trainer train", "follow-alias"):
+        assert any(process in line for line in lines), f"no {process!r} process seen: the scan missed the pods"
     old = server_pod(node, namespace)["metadata"]["name"]
     node.kubectl("delete", "pod", old, *ns, "--wait=false")
     [job] = training_jobs(node, namespace)
@@ -219,13 +230,13 @@ def test_postgres_objectstore_auth_server_restart_and_serving_follows_the_champi
     finished_run(mlflow, run_id, epochs)
 
     # the artifacts are objects in the bucket, read through the S3 API with the chart's keys
-    s3 = node.secret(namespace, f"{RELEASE}-s3-credentials")
+    s3 = node.secret(namespace, f"{RELEASE}-objectstore-keys")
     ip = node.get(f"service/{RELEASE}-objectstore", *ns)["spec"]["clusterIP"]
-    keys = node.python(
-        "import boto3, sys; c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], "
-        "aws_secret_access_key=sys.argv[3], region_name='us-east-1'); "
+    keys = node.exec(VENV_PY, "-c",  # the keys on stdin: no secret in an argv
+        "import boto3, json, sys; k = json.load(sys.stdin); c = boto3.client('s3', endpoint_url=sys.argv[1], "
+        "aws_access_key_id=k['AWS_ACCESS_KEY_ID'], aws_secret_access_key=k['AWS_SECRET_ACCESS_KEY'], region_name='us-east-1'); "
         "print('\\n'.join(o['Key'] for o in c.list_objects_v2(Bucket='mlflow').get('Contents', [])))",
-        f"http://{ip}:9000", s3["AWS_ACCESS_KEY_ID"], s3["AWS_SECRET_ACCESS_KEY"]).split()
+        f"http://{ip}:9000", input=json.dumps(s3)).stdout.split()  # fmt: skip
     assert any(k.endswith(f"{run_id}/artifacts/training-output/weights/best.pt") for k in keys), keys[:20]
 
     helm_test_passes(node, "helm", namespace)
@@ -303,8 +314,8 @@ def serving_follows_the_champion(node: Node, release: Release, ns: str, tmp_path
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         node.helm("helm", "upgrade", RELEASE, *release.install_args(), "-n", ns, "-f", small(
-            tmp_path, **serving_values(3), server={"auth": {"enabled": True}},
-            backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}}), "--wait", *TIMEOUT)
+            tmp_path, **serving_values(3), backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}}),
+            "--wait", *TIMEOUT)
         job = training_jobs(node, ns)[-1]["metadata"]["name"]
         wait_job(node, ns, job)
         moved = time.monotonic()
@@ -329,11 +340,41 @@ def serving_follows_the_champion(node: Node, release: Release, ns: str, tmp_path
     helm_test_passes(node, "helm", ns)  # with serving on, its test pod posts an image to the Service
 
 
-def test_helm3_install_and_helm_test(node, release, namespace, tmp_path):
-    """Helm 3 still installs the chart and runs its test pod for real."""
-    node.helm("helm3", "install", RELEASE, *release.install_args(), "-n", namespace, "-f", small(tmp_path, training={"enabled": False}),
-              "--wait", *TIMEOUT)  # fmt: skip
-    helm_test_passes(node, "helm3", namespace)
+def test_gitops_render_twice_apply_keeps_every_credential(node, release, namespace, tmp_path):
+    """Argo CD's way of installing: `helm template | kubectl apply` (no `lookup`; the hooks applied as plain objects, all
+    at once) with the bundled PostgreSQL. The credentials hook generates the Secrets once; a second render is identical and
+    applying it changes no credential; after the server pod is deleted, the run is still FINISHED and the admin logs in
+    with the same password (the server reaches PostgreSQL with the password it was initialised with)."""
+    ns = ["-n", namespace]
+    values = small(tmp_path, backend={"type": "postgresql", "postgresql": {"image": standin("postgres")}},
+                   training={"params": {"epochs": 2}})
+
+    def render() -> str:
+        return node.helm("helm", "template", RELEASE, *release.install_args(), *ns, "-f", values, "--skip-tests").stdout
+
+    first = render()
+    node.kubectl("apply", *ns, "-f", "-", input=first)
+    job = wait_until("the training Job", lambda: training_jobs(node, namespace), 120, 2)[0]["metadata"]["name"]
+    wait_job(node, namespace, job)
+    mlflow = login(node, namespace)
+    [run] = mlflow.runs()
+    finished_run(mlflow, run["info"]["run_id"], 2)
+    generated = ("auth", "postgresql", "objectstore-keys")
+    credentials = {name: node.secret(namespace, f"{RELEASE}-{name}") for name in generated}
+
+    second = render()
+    assert second == first, "a second `helm template` rendered other manifests"
+    node.kubectl("apply", *ns, "-f", "-", input=second)
+    old = server_pod(node, namespace)["metadata"]["name"]
+    node.kubectl("delete", "pod", old, *ns, "--wait=true")
+
+    def new_server_ready():
+        pods = node.get("pods", *ns, "-l", "app.kubernetes.io/component=server")["items"]
+        return [p for p in pods if p["metadata"]["name"] != old and all(
+            c["ready"] for c in p["status"].get("containerStatuses") or [{"ready": False}])]
+    wait_until("a new server pod Ready", new_server_ready, 300, 2)
+    assert {name: node.secret(namespace, f"{RELEASE}-{name}") for name in generated} == credentials
+    finished_run(login(node, namespace), run["info"]["run_id"], 2)
 
 
 def standin(name: str) -> dict:
@@ -371,10 +412,12 @@ def test_released_artifacts_are_signed_and_pulled_with_credentials(node, release
         assert bad.returncode != 0, f"{name}: verified with a key that never signed it"
 
     release.pull_secret(namespace, "wrong", password="not-the-password")
+    restricted = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                  "seccompProfile": {"type": "RuntimeDefault"}}  # the namespace enforces the restricted standard
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pull", "namespace": namespace},
            "spec": {"imagePullSecrets": [{"name": "wrong"}], "restartPolicy": "Never",
                     "containers": [{"name": "c", "image": release.image("server"), "imagePullPolicy": "Always",
-                                    "command": ["true"]}]}}  # fmt: skip
+                                    "command": ["true"], "securityContext": restricted}]}}  # fmt: skip
     node.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
     def refused():

@@ -78,19 +78,21 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- printf "http://%s.%s.svc.cluster.local:%v%s" (include "mlflow-stack.serviceName" .) .Release.Namespace .Values.server.service.port .Values.server.staticPrefix -}}
 {{- end -}}
 
-{{/* Value of one credential: the explicit value, else the one stored in Secret `secret` (or, if not there, in Secret `fallback`) via lookup, so it never changes once generated, else random; call with (dict "ctx" $ "secret" NAME "key" KEY "value" EXPLICIT). */}}
-{{- define "mlflow-stack.credential" -}}
-{{- $stored := (lookup "v1" "Secret" .ctx.Release.Namespace .secret).data | default dict -}}
-{{- with .fallback -}}
-{{- $stored = merge $stored ((lookup "v1" "Secret" $.ctx.Release.Namespace .).data | default dict) -}}
+{{/* Secrets the credentials hook (templates/credentials) creates when missing, as JSON [{"name": NAME, "keys": {KEY: LENGTH}}]: each generated credential that has neither an explicit value nor an existingSecret. */}}
+{{- define "mlflow-stack.generatedSecrets" -}}
+{{- $list := list -}}
+{{- $pg := .Values.backend.postgresql -}}
+{{- if and (eq .Values.backend.type "postgresql") (not $pg.existingSecret) (not $pg.password) -}}
+{{- $list = append $list (dict "name" (include "mlflow-stack.postgresql.secretName" .) "keys" (dict $pg.passwordKey 32)) -}}
 {{- end -}}
-{{- if .value -}}
-{{- .value -}}
-{{- else if hasKey $stored .key -}}
-{{- index $stored .key | b64dec -}}
-{{- else -}}
-{{- randAlphaNum (.length | default 32) -}}
+{{- $a := .Values.server.auth -}}
+{{- if and $a.enabled (not $a.existingSecret) (not $a.adminPassword) -}}
+{{- $list = append $list (dict "name" (include "mlflow-stack.auth.secretName" .) "keys" (dict $a.adminPasswordKey 24 $a.flaskSecretKeyKey 48)) -}}
 {{- end -}}
+{{- if include "mlflow-stack.s3.generated" . -}}
+{{- $list = append $list (dict "name" (include "mlflow-stack.objectStore.keysSecretName" .) "keys" (dict "AWS_ACCESS_KEY_ID" 20 "AWS_SECRET_ACCESS_KEY" 40)) -}}
+{{- end -}}
+{{- toJson $list -}}
 {{- end -}}
 
 {{/* Annotations of chart-generated Secrets and PVCs: `helm uninstall` leaves them (data and credentials survive). */}}
@@ -103,12 +105,23 @@ helm.sh/resource-policy: keep
 {{- .Values.backend.postgresql.existingSecret | default (include "mlflow-stack.postgresql.fullname" .) -}}
 {{- end -}}
 
-{{/* Secret with the S3 credentials (envFrom): artifacts.s3.existingSecret, else the generated <fullname>-s3-credentials. */}}
-{{- define "mlflow-stack.s3.secretName" -}}
-{{- .Values.artifacts.s3.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "s3-credentials")) -}}
+{{/* "true" when the credentials hook generates the bundled object store's S3 keys (objectStore.enabled, no existingSecret, no accessKeyId), else empty. */}}
+{{- define "mlflow-stack.s3.generated" -}}
+{{- if and .Values.objectStore.enabled (not .Values.artifacts.s3.existingSecret) (not .Values.artifacts.s3.accessKeyId) }}true{{ end -}}
 {{- end -}}
 
-{{/* Kept Secret holding the bundled object store's generated S3 keys, apart from the S3 Secret: a rollback to a revision whose S3 Secret had no keys overwrites that one, never this. */}}
+{{/* Secret with the S3 credentials (envFrom): artifacts.s3.existingSecret, else the hook's <fullname>-objectstore-keys when it generates them, else the chart's <fullname>-s3-credentials. */}}
+{{- define "mlflow-stack.s3.secretName" -}}
+{{- if .Values.artifacts.s3.existingSecret -}}
+{{- .Values.artifacts.s3.existingSecret -}}
+{{- else if include "mlflow-stack.s3.generated" . -}}
+{{- include "mlflow-stack.objectStore.keysSecretName" . -}}
+{{- else -}}
+{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "s3-credentials") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Secret holding the bundled object store's generated S3 keys (created by the credentials hook, never rendered: no upgrade or rollback overwrites it; the name of installs from before, which keep theirs). */}}
 {{- define "mlflow-stack.objectStore.keysSecretName" -}}
 {{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "objectstore-keys") -}}
 {{- end -}}

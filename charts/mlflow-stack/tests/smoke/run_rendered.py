@@ -6,7 +6,8 @@ FROM=TO pairs rewrite text in args and env, e.g. the bundled PostgreSQL's Servic
 (`t-mlflow-stack-postgresql.ml.svc.cluster.local:5432=127.0.0.1:54329`).
 
 Takes the server Deployment of a `helm template` output: runs its init containers (db-upgrade, auth-admin), then
-`mlflow server` with the chart's args and env (Secrets and the basic-auth ConfigMap resolved from the same render), and
+`mlflow server` with the chart's args and env (Secrets and the basic-auth ConfigMap resolved from the same render, plus
+the Secrets the credentials hook would create, with random values: ci/lib/hook_secrets.py), and
 checks what a cluster would see:
   - the Service DNS names the chart puts in --allowed-hosts are accepted, an unknown Host gets 403; where pod IPs are
     allowed (server.allowPrivateNetworks, a ServiceMonitor), those of every private pod network are: RFC 1918, CGNAT
@@ -36,6 +37,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "ci" / "lib"))
+from hook_secrets import generated_secrets  # noqa: E402 - ci/lib/hook_secrets.py: what the credentials hook creates
 from ports import free_port  # noqa: E402 - ci/lib/ports.py: a port no outgoing connection takes before the server binds
 
 
@@ -102,10 +104,12 @@ def train(docs, work: Path, base: str, base_env: dict, rewrite) -> None:
         env = {**base_env, **{k: fix(v) for k, v in resolve_env(c, docs, rewrite).items()}, **fake_downward}
         if c["name"] == "trainer":
             env["MLFLOW_TRACKING_URI"] = base
+            login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD") if k in env}
         subprocess.run([trainer, *[fix(a) for a in c["args"]]], env=env, cwd=workspace, check=True, timeout=900)
 
     from mlflow import MlflowClient
 
+    os.environ.update(login)  # the check reads the run as the trainer logged in (basic auth is on by default)
     client = MlflowClient(base)
     trainer_env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
     exp = client.get_experiment_by_name(trainer_env["MLFLOW_EXPERIMENT_NAME"])
@@ -143,6 +147,7 @@ def main() -> int:
     rendered, work = Path(sys.argv[1]), Path(sys.argv[2])
     mappings = [m.split("=", 1) for m in sys.argv[3:]]
     docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
+    docs += generated_secrets(docs)  # the credentials hook's Secrets: never rendered, created in the cluster
     deploy = find(docs, "Deployment", "server")
     pod = deploy["spec"]["template"]["spec"]
     main_c = pod["containers"][0]
