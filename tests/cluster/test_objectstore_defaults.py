@@ -34,6 +34,10 @@ DRIVER = textwrap.dedent(
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     os.makedirs(os.path.join(nstmp, "work"), exist_ok=True)
     subprocess.run(["mount", "--bind", work, os.path.join(nstmp, "work")], check=True)
+    for keep in sys.argv[4:]:  # folders under /tmp the process needs, e.g. a clone of the repository (its .venv)
+        inside = os.path.join(nstmp, os.path.relpath(keep, "/tmp"))
+        os.makedirs(inside, exist_ok=True)
+        subprocess.run(["mount", "--bind", keep, inside], check=True)
     subprocess.run(["mount", "--rbind", nstmp, "/tmp"], check=True)  # with the work folder bound in it
     spec = json.load(open(spec_path))
     out = {"links": subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout}
@@ -112,7 +116,8 @@ def test_default_object_store_serves_s3_with_the_secret_keys_and_nothing_else(tm
     nstmp = tmp_path / "nstmp"
     nstmp.mkdir()
     driver = subprocess.run(["unshare", "-n", "-m", "--", str(VENV_BIN / "python"), "-c", DRIVER, str(nstmp), str(work),
-                             f"{INNER_WORK}/spec.json"], capture_output=True, text=True, cwd=ROOT, timeout=240)  # fmt: skip
+                             f"{INNER_WORK}/spec.json", *([str(ROOT)] if ROOT.is_relative_to("/tmp") else [])],
+                            capture_output=True, text=True, cwd=ROOT, timeout=240)  # fmt: skip
     log = (work / "objectstore.log").read_text(errors="replace")[-3000:] if (work / "objectstore.log").exists() else ""
     assert driver.returncode == 0, f"{driver.stdout[-2000:]}{driver.stderr[-3000:]}\n--- weed log\n{log}"
     out = json.loads((work / "result.json").read_text())
