@@ -1,4 +1,4 @@
-"""Turn the chart's rendered containers into local processes (used by test_cluster_commands.py).
+"""Turn the chart's rendered containers into local processes (the hook and object store tests here).
 
 A container becomes argv + environment + working directory exactly as the kubelet would build them from the
 rendered YAML — command/args (the image's ENTRYPOINT/CMD from images/*/Dockerfile when the container has none), env
