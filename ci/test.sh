@@ -37,10 +37,10 @@ pytest() {
 }
 
 echo "== pytest (all but e2e)"
-pytest -m "not e2e" "$@"
+pytest -m "not e2e" --durations=25 "$@"
 
 echo "== pytest -m e2e (real node)"
-pytest -m e2e "$@"
+pytest -m e2e --durations=10 "$@"
 
 echo "== nothing left running"
 python3 ci/lib/leftovers.py
