@@ -1,5 +1,5 @@
-"""`trainer train`, `make-dataset`, `predict`, `serve`, `follow-alias` and `check-serving`: the command line of the
-training image (which is also the serving image)."""
+"""`trainer train`, `check-distributed`, `make-dataset`, `predict`, `serve`, `follow-alias` and `check-serving`: the
+command line of the training image (which is also the serving image)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train YOLOv5 and record the run in MLflow")
     cfg.add_train_arguments(train)
+    from trainer import ddp_check
+
+    ddp_check.add_arguments(sub.add_parser("check-distributed", help="check a DDP training's rendezvous (gloo), recorded in MLflow"))
     data = sub.add_parser("make-dataset", help="write a small synthetic YOLO dataset (DIR/data.yaml)")
     data.add_argument("dir", type=Path)
     data.add_argument("--seed", type=int, default=0)
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return _predict(args)
     if args.command in ("serve", "follow-alias", "check-serving"):
         return _serving(args)
-    code = _train(args)
+    code = _check_distributed(args) if args.command == "check-distributed" else _train(args)
     # Everything is uploaded, closed and printed by now; skipping the interpreter's teardown of the modules
     # mlflow imported saves ~0.4 s per run (measured by bench/overhead.py).
     logging.shutdown()
@@ -100,18 +103,37 @@ def _serving(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from trainer import datafiles, downloads, runner, tracking
+def _check_distributed(args: argparse.Namespace) -> int:
+    from trainer import ddp_check, tracking
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         config = cfg.resolve(args, os.environ)
+    except cfg.ConfigError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    if args.hold < 0:
+        return _fail("--hold must be 0 or more", EXIT_USAGE)
+    try:
+        return ddp_check.run(config, args.hold, os.environ, sys.stdout.buffer)
+    except tracking.TrackingUnavailable as exc:
+        return _fail(str(exc), EXIT_TRACKING)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from trainer import datafiles, distributed, downloads, runner, tracking
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        config = cfg.resolve(args, os.environ)
+        distributed.check(config, distributed.cuda_devices)
         # A missing file would fail the run after it exists; a download YOLOv5 would retry for minutes offline:
         # both are found in seconds, before any run.
         datafiles.check(config, runner.yolov5_root(), os.environ)
         downloads.check(config, runner.yolov5_root(), os.environ)
     except cfg.ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
+    if config.node_rank > 0:  # a worker node of a DDP training: node 0 owns the MLflow run
+        return distributed.work(config, os.environ, sys.stdout.buffer)
     try:
         outcome = runner.run(config, os.environ, sys.stdout.buffer)
     except tracking.TrackingUnavailable as exc:

@@ -105,7 +105,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("--system-metrics", _bool, True, "log CPU/GPU/memory system metrics while training"),
     Option("--tag", _tags, {}, "extra run tag KEY=VALUE (repeatable; env: comma-separated, or a JSON object)", env="TRAINER_TAGS"),
     Option("--extra-args", shlex.split, [], "more YOLOv5 train.py flags, e.g. '--cos-lr --label-smoothing 0.1'"),
+    # torchrun's flags and the PET_* env it (and Kubeflow) use: giving --nproc-per-node or --nnodes trains DDP under it
+    Option("--nproc-per-node", int, 1, "DDP processes (one per GPU) on this node, under torchrun", env="PET_NPROC_PER_NODE"),
+    Option("--nnodes", int, 1, "nodes of a DDP training; node 0 owns the MLflow run", env="PET_NNODES"),
+    Option("--node-rank", int, 0, "this node's rank (else JOB_COMPLETION_INDEX, an Indexed Job's)", env="PET_NODE_RANK"),
+    Option("--master-addr", str, "127.0.0.1", "address of node 0 (torchrun's static rendezvous)", env="PET_MASTER_ADDR"),
+    Option("--master-port", int, 29500, "rendezvous port on node 0", env="PET_MASTER_PORT"),
 )
+DISTRIBUTED = ("nproc_per_node", "nnodes")  # either one given: torchrun launches YOLOv5
 
 OPTIMIZERS = ("SGD", "Adam", "AdamW")
 PROMOTE_MODES = ("max", "min")
@@ -142,6 +149,16 @@ class TrainConfig:
     system_metrics: bool
     tag: dict[str, str] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    torchrun: bool = False  # --nproc-per-node or --nnodes was given (even 1: the DDP path with world size 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.nnodes * self.nproc_per_node
 
     @property
     def save_dir(self) -> Path:
@@ -188,8 +205,11 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str], now: datetime | No
             values[opt.dest] = _convert(opt, given, opt.flag)
         elif opt.env_name in env:
             values[opt.dest] = _convert(opt, env[opt.env_name], opt.env_name)
+        elif opt.dest == "node_rank" and "JOB_COMPLETION_INDEX" in env:
+            values[opt.dest] = _convert(opt, env["JOB_COMPLETION_INDEX"], "JOB_COMPLETION_INDEX")
         else:
             values[opt.dest] = opt.default
+    values["torchrun"] = any(getattr(args, d) is not None or _option(d).env_name in env for d in DISTRIBUTED)
     values["extra_args"] = list(values["extra_args"]) + list(getattr(args, "yolo_args", None) or [])
     if not values["run_name"]:
         values["run_name"] = values["variant"] or default_run_name(values["data"], now)
@@ -198,6 +218,10 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str], now: datetime | No
     config = TrainConfig(**values)
     validate(config)
     return config
+
+
+def _option(dest: str) -> Option:
+    return next(opt for opt in OPTIONS if opt.dest == dest)
 
 
 def dataset_label(data: str) -> str:
@@ -234,6 +258,10 @@ def validate(config: TrainConfig) -> None:
         (not config.promote_alias or config.promote_alias != config.model_alias,
          "--promote-alias must differ from --model-alias (which is set unconditionally)"),
         ("/" not in config.name and config.name not in {".", ".."}, "--name must be a plain folder name"),
+        (config.nproc_per_node >= 1, "--nproc-per-node must be at least 1"),
+        (config.nnodes >= 1, "--nnodes must be at least 1"),
+        (0 <= config.node_rank < config.nnodes, f"--node-rank must be from 0 to --nnodes - 1 ({config.nnodes - 1})"),
+        (0 < config.master_port < 65536, "--master-port must be a port number (1-65535)"),
     ]
     for ok, message in checks:
         if not ok:

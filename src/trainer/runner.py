@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Mapping
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Mapping
 
 import yaml
 
-from trainer import datafiles
+from trainer import datafiles, distributed
 from trainer.bookkeeping import Bookkeeping
 from trainer.config import TrainConfig, dataset_label
 from trainer.datafiles import DataSpec
@@ -112,6 +112,7 @@ def run_params(config: TrainConfig, device: str, hyp: Path) -> dict[str, object]
         "weights": config.weights, "cfg": config.cfg, "hyp": hyp.name, "device": device,
         "workers": config.workers, "optimizer": config.optimizer, "patience": config.patience,
         "seed": config.seed, "extra_args": " ".join(config.extra_args),
+        "nnodes": config.nnodes, "nproc_per_node": config.nproc_per_node,
     }  # fmt: skip
     hyperparameters = yaml.safe_load(hyp.read_text()) or {}
     params.update({f"hyp/{k}": v for k, v in hyperparameters.items()})
@@ -132,18 +133,19 @@ def run_tags(config: TrainConfig, env: Mapping[str, str]) -> dict[str, str]:
     }
     tags.update({tag: env[var] for var, tag in ENV_TAGS.items() if env.get(var)})
     tags.update({k: v for k, v in (("sweep", config.sweep), ("variant", config.variant)) if v})
+    tags.update(distributed.run_tags(config, env))
     tags.update(config.tag)  # the user's --tag wins
     return tags
 
 
-class _Signals:
+class Signals:
     """Turns SIGTERM/SIGINT into a stop request that the main loop acts on."""
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "_Signals":
+    def __enter__(self) -> "Signals":
         for sig in (signal.SIGTERM, signal.SIGINT):
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -158,8 +160,19 @@ class _Signals:
             self.received = signum
 
 
-def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outcome:
-    """One tracked training. Raises TrackingUnavailable before a run exists; never leaves a run RUNNING."""
+@dataclass
+class Launch:
+    child: Child
+    signals: Signals
+    hyp: Path
+    spec: DataSpec | None
+    log_file: Path
+
+
+@contextlib.contextmanager
+def launched(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Iterator[Launch]:
+    """The YOLOv5 child started (under torchrun for DDP), its output in the log file, SIGTERM/SIGINT caught;
+    the child is killed on leaving."""
     root = yolov5_root()
     hyp = datafiles.find("--hyp", config.hyp, root) or root / "data" / "hyps" / "hyp.scratch-low.yaml"
     logs = config.save_dir.parent / "logs" / config.name
@@ -173,11 +186,11 @@ def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outco
     handler = _LogFileHandler(tee)
     logging.getLogger("trainer").addHandler(handler)
     try:
-        with _Signals() as signals:
-            # YOLOv5 starts first: its imports take seconds, which the MLflow set-up below overlaps.
-            child = Child(yolo_args(config, hyp, data), child_env, tee, logs / "device.json")
+        with Signals() as signals:
+            command = distributed.child_command(config) + yolo_args(config, hyp, data)
+            child = Child(command, child_env, tee, logs / "device.json")
             try:
-                return _tracked(config, env, hyp, spec, child, signals, logs / "train.log")
+                yield Launch(child, signals, hyp, spec, logs / "train.log")
             finally:
                 child.stop(force=True)
     finally:
@@ -185,14 +198,21 @@ def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outco
         tee.close()
 
 
-def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, spec: DataSpec | None, child: Child,
-             signals: _Signals, log_file: Path) -> Outcome:  # fmt: skip
+def run(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> Outcome:
+    """One tracked training. Raises TrackingUnavailable before a run exists; never leaves a run RUNNING."""
+    # YOLOv5 starts first: its imports take seconds, which the MLflow set-up in _tracked overlaps.
+    with launched(config, env, console) as launch:
+        return _tracked(config, env, launch)
+
+
+def _tracked(config: TrainConfig, env: Mapping[str, str], launch: Launch) -> Outcome:
     from mlflow.entities import RunTag  # imported after the child started: mlflow takes a while to import
     from mlflow.tracking import MlflowClient
 
     from trainer import tracking
     from trainer.reporting import ResultsWatcher
 
+    child, signals, hyp, spec = launch.child, launch.signals, launch.hyp, launch.spec
     tracking.wait_for_server(config.mlflow_uri, config.wait_timeout)
     client = MlflowClient(config.mlflow_uri)
     # Runs started together race to create the experiment and their rows: each call is retried (tracking.retry).
@@ -218,7 +238,7 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, spec: DataS
         params = run_params(config, device, hyp)
         book.attempt("logging the parameters", lambda: tracking.log_params(client, run_id, params))
         child.go()  # params are in: training may start
-        monitor = _system_metrics(run_id, config) if config.system_metrics else None
+        monitor = system_metrics(run_id, config) if config.system_metrics else None
         returncode = child.wait(watcher, signals)
         if signals.received is not None:
             outcome = Outcome("KILLED", 128 + signals.received, run_id)
@@ -232,27 +252,28 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], hyp: Path, spec: DataS
     finally:
         if monitor is not None:
             monitor.finish()
-    _finish(client, config, outcome, watcher, spec, log_file, book)
+    _finish(client, config, outcome, watcher, spec, launch.log_file, book)
     if watcher.rows:
         outcome.metrics = dict(watcher.rows[-1].values)
     return outcome
 
 
 class Child:
-    """YOLOv5 in its own process group. It reports the device it chose, then waits for `go` to train."""
+    """YOLOv5 (or torchrun with its ranks) in its own process group. It reports the device it chose, then waits for
+    `go` to train (global rank 0 only: the ranks of worker nodes start at once)."""
 
-    def __init__(self, args: list[str], env: Mapping[str, str], tee: Tee, handshake: Path) -> None:
+    def __init__(self, command: list[str], env: Mapping[str, str], tee: Tee, handshake: Path) -> None:
         handshake.unlink(missing_ok=True)
         self._handshake = handshake
         env = dict(env, PYTHONUNBUFFERED="1", TRAINER_HANDSHAKE=str(handshake))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "trainer.yolo_entry", *args], stdin=subprocess.PIPE,
+            command, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         self._pump = threading.Thread(target=_pump, args=(self._proc.stdout, tee), daemon=True)
         self._pump.start()
 
-    def device(self, signals: _Signals) -> tuple[str, bool] | None:
+    def device(self, signals: Signals) -> tuple[str, bool] | None:
         """The child's (device, CUDA available) once it has imported torch; None if it stopped first."""
         while self._proc.poll() is None and signals.received is None:
             if self._handshake.exists():
@@ -269,11 +290,12 @@ class Child:
             except BrokenPipeError:
                 pass  # it has exited; wait() reports how
 
-    def wait(self, watcher: ResultsWatcher, signals: _Signals) -> int:
+    def wait(self, watcher: ResultsWatcher | None, signals: Signals) -> int:
         """Streams until the child exits, logging each epoch as it lands; SIGTERM/SIGINT stop it."""
         stop_sent: float | None = None
         while self._proc.poll() is None:
-            watcher.poll()
+            if watcher is not None:
+                watcher.poll()
             if signals.received is not None:
                 if stop_sent is None:
                     self.stop()
@@ -285,7 +307,8 @@ class Child:
             except subprocess.TimeoutExpired:
                 pass
         self._pump.join(timeout=10)
-        watcher.poll()
+        if watcher is not None:
+            watcher.poll()
         return self._proc.returncode
 
     def stop(self, force: bool = False) -> None:
@@ -327,12 +350,13 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
     tracking.retry("ending the run", lambda: client.set_terminated(outcome.run_id, outcome.status), deadline + 30)
 
 
-def _system_metrics(run_id: str, config: TrainConfig) -> object | None:
-    """CPU/GPU/memory metrics every 10 s (psutil; GPUs with nvidia-ml-py), as MLflow's system/* metrics."""
+def system_metrics(run_id: str, config: TrainConfig) -> object | None:
+    """CPU/GPU/memory metrics every 10 s (psutil; GPUs with nvidia-ml-py), as MLflow's system/* metrics
+    (system/node-<rank>/* when several nodes train)."""
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run_id, tracking_uri=config.mlflow_uri)
+        monitor = SystemMetricsMonitor(run_id, node_id=distributed.node_id(config), tracking_uri=config.mlflow_uri)
         monitor.start()
         return monitor
     except Exception as exc:  # noqa: BLE001 - optional: missing psutil must not stop training

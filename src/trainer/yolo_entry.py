@@ -3,6 +3,8 @@
 Runs in its own process so the parent can stream its output, watch results.csv and stop it on SIGTERM.
 With TRAINER_HANDSHAKE=<file> it writes the device it chose there, then waits for `go` on stdin, so the
 parent can record device and params before training starts while both processes start up in parallel.
+Under torchrun (DDP) only global rank 0 does that handshake; every other rank trains at once, and `--device auto`
+means this node's GPUs, one per local rank.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ def main(argv: list[str]) -> None:
     sys.argv = ["yolov5-train", *argv]
     opt = train.parse_opt()
     gpu = torch.cuda.is_available()
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun sets it: processes on this node
     if opt.device in ("", "auto"):
-        opt.device = "0" if gpu else "cpu"
+        opt.device = ",".join(map(str, range(local_ranks))) if gpu else "cpu"
     handshake = os.environ.pop("TRAINER_HANDSHAKE", "")
-    if handshake:
+    if handshake and os.environ.get("RANK", "0") == "0":
         partial = Path(handshake + ".tmp")
         partial.write_text(json.dumps({"device": opt.device, "gpu": gpu}))
         partial.rename(handshake)  # the parent never reads half a file
