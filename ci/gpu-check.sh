@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, run by hand on a CUDA machine (not part of `make test`): `trainer train --device auto` must pick
-# CUDA and record it, and a GPU training must end FINISHED with every epoch in MLflow; its logged model, registered
+# CUDA and record it, also as DDP under torchrun (1 process; 2 with 2 GPUs), and a GPU training must end FINISHED
+# with every epoch in MLflow; its logged model, registered
 # and promoted to @champion, must load on CUDA (device auto) and give the CPU load's boxes, also when `trainer serve`
 # serves it. Expects the trainer's wheel and its missing dependencies in .whl/ (no network there); writes under $OUT
 # (or /tmp).
@@ -24,6 +25,16 @@ for device in auto cpu; do
     --run-name "gpu-check-$device" --register-model gpu-check --promote-alias "champion-$device" \
     >"train-$device.log" 2>&1 || { tail -40 "train-$device.log"; exit 1; }
   echo "device=$device wall=$(( ($(date +%s%N) - start) / 1000000 )) ms"
+done
+# DDP under torchrun (docs/trainer.md "Distributed training"): world size 1 on any GPU machine, 2 processes where there
+# are 2 GPUs; each must end FINISHED with every epoch, like the runs above (checked below).
+gpus=$(nvidia-smi -L | wc -l)
+for n in 1 2; do
+  if [ "$n" -gt "$gpus" ]; then echo "ddp nproc-per-node=$n: not run, $gpus GPU(s) here"; continue; fi
+  python3 -m trainer.cli train --mlflow-uri http://127.0.0.1:5077 --data synth/data.yaml --weights '' \
+    --cfg yolov5n.yaml --imgsz 256 --batch-size 32 --epochs 5 --workers 4 --device auto --nproc-per-node "$n" \
+    --master-port $((29600 + n)) --run-name "gpu-check-ddp-$n" >"train-ddp-$n.log" 2>&1 || { tail -40 "train-ddp-$n.log"; exit 1; }
+  echo "ddp nproc-per-node=$n: trained"
 done
 python3 - <<'PY'
 from mlflow.tracking import MlflowClient

@@ -59,3 +59,8 @@ def test_every_rendered_name_fits_kubernetes_limits(tmp_path: Path, scenario: st
                 if len(name) > (52 if kind in LIMIT_52 else 63) or not DNS_LABEL.match(name)]  # fmt: skip
     assert not too_long, f"names past Kubernetes' limits (StatefulSet/CronJob 52, others 63): {too_long}"
     assert len(set(names)) == len(names), f"two resources of one kind got the same name: {sorted(names)}"
+    # an Indexed Job's pods are named (and resolve as) <job>-<index>: that host name is a DNS label too
+    out = helm(tmp_path, "template", RELEASE_53, str(CHART), "-n", "ml", *args)
+    hosts = [f"{d['metadata']['name']}-{d['spec']['completions'] - 1}" for d in yaml.safe_load_all(out)
+             if d and d["kind"] == "Job" and d["spec"].get("completionMode") == "Indexed"]  # fmt: skip
+    assert all(len(h) <= 63 for h in hosts), f"Indexed Job pod host names past 63: {hosts}"

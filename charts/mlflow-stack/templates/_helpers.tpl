@@ -363,16 +363,25 @@ affinity:
 {{- $_ := set $resources $k $v -}}
 {{- end -}}
 {{- end -}}
-{{- toJson (merge (dict "params" $params "tags" $tags "resources" $resources "variant" .name) (omit $t "variants" "params" "tags" "resources")) -}}
+{{- $distributed := merge (deepCopy ($o.distributed | default dict)) (deepCopy $t.distributed) -}}
+{{- toJson (merge (dict "params" $params "tags" $tags "resources" $resources "distributed" $distributed "variant" .name) (omit $t "variants" "params" "tags" "resources" "distributed")) -}}
 {{- end -}}
 
-{{/* Training Job name (dict "ctx" $ "variant" NAME "spec" SPEC): <fullname>-train[-<variant>]-<10 hex of the spec's hash>, at most 63 characters (the full name is shortened to keep the whole variant name). */}}
+{{/* Training Job name (dict "ctx" $ "variant" NAME "spec" SPEC "nnodes" N): <fullname>-train[-<variant>]-<10 hex of the spec's hash>, at most 63 characters (the full name is shortened to keep the whole variant name), less "-<last rank>" for an Indexed Job's pod host names. */}}
 {{- define "mlflow-stack.training.jobName" -}}
+{{- $nnodes := int (.nnodes | default 1) -}}
+{{- $reserve := ternary 0 (add1 (len (toString (sub $nnodes 1)))) (eq $nnodes 1) | int -}}
+{{- $base := include "mlflow-stack.training.baseName" . | trunc (sub 52 $reserve | int) | trimSuffix "-" -}}
+{{- printf "%s-%s" $base (.spec | fromYaml | toJson | sha256sum | trunc 10) -}}
+{{- end -}}
+
+{{/* Training name without hash (dict "ctx" $ "variant" NAME): <fullname>-train[-<variant>], at most 52 characters; the distributed training's headless Service. */}}
+{{- define "mlflow-stack.training.baseName" -}}
 {{- $variant := .variant | default "" -}}
 {{- $keep := ternary 46 (sub 45 (len $variant)) (empty $variant) | int -}}
 {{- $prefix := printf "%s-train" (include "mlflow-stack.fullname" .ctx | trunc $keep | trimSuffix "-") -}}
 {{- with $variant }}{{ $prefix = printf "%s-%s" $prefix . }}{{ end -}}
-{{- printf "%s-%s" $prefix (.spec | fromYaml | toJson | sha256sum | trunc 10) -}}
+{{- $prefix -}}
 {{- end -}}
 
 {{/* Name of the serving Deployment, Service, PDB, HPA, Ingress and NetworkPolicy (the follower patches it): <fullname>-serving. */}}

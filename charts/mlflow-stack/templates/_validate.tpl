@@ -99,6 +99,23 @@
   {{- if and $v.training.schedule $p.runName -}}
     {{- $errors = append $errors (printf "%s.params.runName=%s with training.schedule: every scheduled run would get the same name; leave it empty (each run is named yolov5-<dataset>-<UTC time>)" .path $p.runName) -}}
   {{- end -}}
+  {{- $d := .t.distributed -}}
+  {{- $world := mul (int $d.nnodes) (int $d.nprocPerNode) -}}
+  {{- if and $v.training.schedule (gt (int $d.nnodes) 1) -}}
+    {{- $errors = append $errors (printf "%s.distributed.nnodes=%v with training.schedule: a distributed training runs as an Indexed Job, not on a schedule" .path $d.nnodes) -}}
+  {{- end -}}
+  {{- if and (or (gt (int $d.nnodes) 1) (gt (int $d.nprocPerNode) 1)) (not $d.check) -}}
+    {{- if eq (toString $p.device) "cpu" -}}
+      {{- $errors = append $errors (printf "%s.params.device=cpu with %s.distributed (nnodes=%v, nprocPerNode=%v): YOLOv5's DDP trains on CUDA GPUs only; distributed.check=true checks the wiring on CPU" .path .path $d.nnodes $d.nprocPerNode) -}}
+    {{- end -}}
+    {{- if or (eq (int $p.batchSize) -1) (mod (int $p.batchSize) $world) -}}
+      {{- $errors = append $errors (printf "%s.params.batchSize=%v must be a multiple of the world size %d (distributed.nnodes x distributed.nprocPerNode): it is the total batch over all processes (autobatch -1 does not work with DDP)" .path $p.batchSize $world) -}}
+    {{- end -}}
+    {{- $gpus := get (.t.resources.limits | default dict) "nvidia.com/gpu" -}}
+    {{- if and $gpus (lt (int $gpus) (int $d.nprocPerNode)) -}}
+      {{- $errors = append $errors (printf "%s.resources.limits nvidia.com/gpu=%v is fewer than %s.distributed.nprocPerNode=%v: one GPU per process" .path $gpus .path $d.nprocPerNode) -}}
+    {{- end -}}
+  {{- end -}}
   {{- if and (contains "nvidia.com/gpu" (toJson .t.resources.limits)) (eq (toString $p.device) "cpu") -}}
     {{- $errors = append $errors (printf "%s.params.device=cpu while %s.resources.limits requests nvidia.com/gpu: use device auto or 0" .path .path) -}}
   {{- end -}}

@@ -30,7 +30,20 @@ the training is in it: connection settings come from the ConfigMap and the Servi
 {{- $t := .Values.training -}}
 {{- $synthetic := $t.dataset.synthetic -}}
 {{- $image := include "mlflow-stack.image" (dict "ctx" . "image" $t.image) -}}
+{{- $d := $t.distributed -}}
+{{- $nnodes := int $d.nnodes -}}
+{{- $nproc := int $d.nprocPerNode -}}
+{{- $service := include "mlflow-stack.training.baseName" (dict "ctx" . "variant" $t.variant) -}}
+{{- if gt $nnodes 1 -}}
+# one pod per node, each knowing its rank (JOB_COMPLETION_INDEX) and named <job>-<rank>.<service>; a lost pod ends the
+# training (DDP cannot go on without it), and the Job then stops the others
+completionMode: Indexed
+completions: {{ $nnodes }}
+parallelism: {{ $nnodes }}
+backoffLimit: 0
+{{- else -}}
 backoffLimit: {{ include "mlflow-stack.training.text" $t.backoffLimit }}
+{{- end }}
 activeDeadlineSeconds: {{ include "mlflow-stack.training.text" $t.activeDeadlineSeconds }}
 {{- if not (kindIs "invalid" $t.ttlSecondsAfterFinished) }}
 ttlSecondsAfterFinished: {{ include "mlflow-stack.training.text" $t.ttlSecondsAfterFinished }}
@@ -51,6 +64,9 @@ template:
     {{- end }}
   spec:
     restartPolicy: Never
+    {{- if gt $nnodes 1 }}
+    subdomain: {{ $service }}
+    {{- end }}
     terminationGracePeriodSeconds: {{ include "mlflow-stack.training.text" $t.terminationGracePeriodSeconds }}
     serviceAccountName: {{ include "mlflow-stack.serviceAccountName" . }}
     automountServiceAccountToken: {{ .Values.serviceAccount.automountServiceAccountToken }}
@@ -90,7 +106,7 @@ template:
       - name: trainer
         image: {{ $image }}
         imagePullPolicy: {{ $t.image.pullPolicy }}
-        args: {{ concat (list "train") $t.extraArgs | toJson }}
+        args: {{ concat (list (ternary "check-distributed" "train" (and $d.check true))) $t.extraArgs | toJson }}
         workingDir: /workspace
         env:
           - name: MLFLOW_EXPERIMENT_NAME
@@ -129,6 +145,19 @@ template:
             valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
           - name: KUBERNETES_NODE_NAME
             valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+          {{- if or (gt $nnodes 1) (gt $nproc 1) }}
+          # torchrun's settings as Kubeflow passes them; the node rank is the Indexed Job's JOB_COMPLETION_INDEX
+          - name: PET_NNODES
+            value: {{ $nnodes | quote }}
+          - name: PET_NPROC_PER_NODE
+            value: {{ $nproc | quote }}
+          - name: PET_MASTER_PORT
+            value: {{ include "mlflow-stack.training.text" $d.masterPort | quote }}
+          {{- if gt $nnodes 1 }}
+          - name: PET_MASTER_ADDR
+            value: "$(KUBERNETES_JOB_NAME)-0.{{ $service }}"
+          {{- end }}
+          {{- end }}
           - name: HOME
             value: /tmp
           # the trainer's datasets root: relative dataset `path:`s and YOLOv5's downloads are there (the work directory's
@@ -154,10 +183,15 @@ template:
               name: {{ include "mlflow-stack.s3.secretName" . }}
           - configMapRef:
               name: {{ include "mlflow-stack.training.configName" . }}
+        {{- if gt $nnodes 1 }}
+        ports:
+          - name: rendezvous
+            containerPort: {{ include "mlflow-stack.training.text" $d.masterPort }}
+        {{- end }}
         securityContext:
           {{- toYaml .Values.containerSecurityContext | nindent 10 }}
         resources:
-          {{- toYaml $t.resources | nindent 10 }}
+          {{- include "mlflow-stack.training.resources" $t | nindent 10 }}
         volumeMounts:
           - name: workspace
             mountPath: /workspace
@@ -180,7 +214,7 @@ template:
       - name: dshm
         emptyDir:
           medium: Memory
-          sizeLimit: {{ include "mlflow-stack.training.text" $t.shmSizeLimit }}
+          sizeLimit: {{ include "mlflow-stack.training.shmSize" $t }}
       {{- include "mlflow-stack.tmpVolume" . | nindent 6 }}
       {{- if $t.dataset.existingClaim }}
       - name: datasets
@@ -192,6 +226,32 @@ template:
       {{- toYaml . | nindent 6 }}
       {{- end }}
     {{- with include "mlflow-stack.scheduling" $t | trim }}{{ . | nindent 4 }}{{ end }}
+{{- end -}}
+
+{{/* The trainer's resources: training.resources, with nvidia.com/gpu = distributed.nprocPerNode added to the limits of a DDP training that sets none (not for the CPU check). */}}
+{{- define "mlflow-stack.training.resources" -}}
+{{- $resources := deepCopy (.resources | default dict) -}}
+{{- $d := .distributed -}}
+{{- if and (or (gt (int $d.nnodes) 1) (gt (int $d.nprocPerNode) 1)) (not $d.check) -}}
+{{- $limits := $resources.limits | default dict -}}
+{{- if not (hasKey $limits "nvidia.com/gpu") -}}
+{{- $_ := set $limits "nvidia.com/gpu" (int $d.nprocPerNode) -}}
+{{- $_ := set $resources "limits" $limits -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $resources -}}
+{{- end -}}
+
+{{/* Size of /dev/shm: training.shmSizeLimit, per DDP process (nprocPerNode times a <n>Mi or <n>Gi value). */}}
+{{- define "mlflow-stack.training.shmSize" -}}
+{{- $size := include "mlflow-stack.training.text" .shmSizeLimit -}}
+{{- $nproc := int .distributed.nprocPerNode -}}
+{{- $parts := regexFindAll "^[0-9]+|(Mi|Gi)$" $size -1 -}}
+{{- if and (gt $nproc 1) (regexMatch "^[0-9]+(Mi|Gi)$" $size) -}}
+{{- printf "%d%s" (mul (index $parts 0 | int) $nproc) (index $parts 1) -}}
+{{- else -}}
+{{- $size -}}
+{{- end -}}
 {{- end -}}
 
 {{/* CronJob name from the Job name (training.jobName without its hash): <fullname>-train[-<variant>], at most 52 characters (the Jobs it creates add 11). */}}
