@@ -42,8 +42,7 @@ def run(config: TrainConfig, hold: float, env: Mapping[str, str], console: Binar
             if config.node_rank > 0:
                 log.info("node %d of %d: checking the rendezvous with node 0 (%s:%d); node 0 records the check",
                          config.node_rank, config.nnodes, config.master_addr, config.master_port)  # fmt: skip
-                code = child.wait(None, signals)
-                return 128 + signals.received if signals.received is not None else code
+                return distributed.worker_exit(child, signals)
             return _recorded(config, env, child, signals, result_file, logs / "ddp-check.log")
         finally:
             child.stop(force=True)

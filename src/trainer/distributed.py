@@ -14,6 +14,8 @@ from trainer.config import ConfigError, TrainConfig
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from trainer import runner
+
 log = logging.getLogger(__name__)
 
 ENTRY = ["-m", "trainer.yolo_entry"]
@@ -108,13 +110,16 @@ def work(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> int:
         monitor: list[object] = []
         threading.Thread(target=_join_run, args=(config, env, monitor), daemon=True).start()
         try:
-            code = launch.child.wait(None, launch.signals)
+            return worker_exit(launch.child, launch.signals)
         finally:
             for m in monitor:
                 m.finish()  # type: ignore[attr-defined]
-        if launch.signals.received is not None:
-            return 128 + launch.signals.received
-        return code
+
+
+def worker_exit(child: runner.Child, signals: runner.Signals) -> int:
+    """Streams a worker node's ranks to their end: torchrun's exit code, or 128+N when signal N stopped them."""
+    code = child.wait(None, signals)
+    return 128 + signals.received if signals.received is not None else code
 
 
 def _join_run(config: TrainConfig, env: Mapping[str, str], monitor: list[object]) -> None:
