@@ -330,3 +330,97 @@ def test_sweep_installs_one_job_per_variant_and_an_upgrade_replaces_only_the_cha
     helm("upgrade", RELEASE, CHART, *ns, "-f", values, "--wait", *TIMEOUT)
     cluster.wait_until("the removed variant's Job to be deleted", lambda: "adamw" not in jobs_by_variant(cluster, namespace))
     assert jobs_by_variant(cluster, namespace) == {v: second[v] for v in ("sgd", "adam")}
+
+
+def gpu_values(tmp_path, name: str, gpus: int, **distributed) -> str:
+    """values-gpu.yaml's profile with GPUS per pod (requests and limits) and training.distributed."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"training": {
+        "params": {"device": "auto", "batchSize": 128},
+        "distributed": distributed,
+        "resources": {"requests": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": gpus},
+                      "limits": {"memory": "32Gi", "nvidia.com/gpu": gpus}}}}))  # fmt: skip
+    return str(path)
+
+
+def trainer_config(cluster, ns: str, pod: dict):
+    """What the trainer in POD makes of its environment, as the kubelet builds it: the ConfigMaps of envFrom, then env
+    with the Downward API's fields and $(VAR) references expanded (JOB_COMPLETION_INDEX is the Job controller's)."""
+    from trainer.cli import build_parser
+    from trainer.config import resolve
+
+    [trainer] = [c for c in pod["spec"]["containers"] if c["name"] == "trainer"]
+    env = {}
+    for source in trainer.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(cluster.get(f"configmap/{source['configMapRef']['name']}", "-n", ns).get("data") or {})
+    def field(path: str) -> str:  # the Downward API's paths the chart and the Job controller use
+        if m := re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path):
+            return pod["metadata"][m[1]][m[2]]
+        return {"metadata.name": pod["metadata"]["name"], "metadata.namespace": ns, "spec.nodeName": pod["spec"]["nodeName"]}[path]
+    for e in trainer.get("env", []):
+        if "value" in e:
+            env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), e["value"])
+        elif "fieldRef" in (e.get("valueFrom") or {}):
+            env[e["name"]] = field(e["valueFrom"]["fieldRef"]["fieldPath"])
+    return resolve(build_parser().parse_args(["train"]), env), trainer
+
+
+def test_distributed_trainings_schedule_onto_the_gpu_node_and_upgrade_like_one_job(cluster, helm, namespace, tmp_path):
+    """values-gpu.yaml's two DDP examples on the fake 8-GPU node: 8 processes in one pod, then 2 pods x 4 GPUs (an
+    Indexed Job, its headless Service, pod 0 the master, each pod's rank its completion index); an unchanged upgrade
+    keeps the Job, a changed one replaces it; back to one node, the Service and the training NetworkPolicy go."""
+    ns = ["-n", namespace]
+    gpu = ["-f", CHART / "values-gpu.yaml"]
+
+    # 1. one pod, 8 GPUs: torchrun with 8 processes, /dev/shm 8 x 8Gi
+    helm("install", RELEASE, CHART, *ns, *gpu, "-f", gpu_values(tmp_path, "eight", 8, nprocPerNode=8), "--wait", *TIMEOUT)
+    [job] = training_jobs(cluster, namespace)
+    cluster.wait("--for=condition=Complete", f"job/{job['metadata']['name']}", *ns)
+    assert job["spec"].get("completionMode", "NonIndexed") == "NonIndexed"
+    [pod] = cluster.get("pods", *ns, "-l", f"job-name={job['metadata']['name']}")["items"]
+    config, trainer = trainer_config(cluster, namespace, pod)
+    assert (config.nproc_per_node, config.nnodes, config.world_size) == (8, 1, 8)
+    assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "8" and pod["spec"]["nodeName"] == "kwok-gpu-0"
+    [shm] = [v for v in pod["spec"]["volumes"] if v["name"] == "dshm"]
+    assert shm["emptyDir"]["sizeLimit"] == "64Gi", shm
+    assert not cluster.get("services", *ns, "-l", "app.kubernetes.io/component=training")["items"]
+
+    # 2. two pods x 4 GPUs: a new Indexed Job, both pods on the GPU node, each its own rank, pod 0 the master by the
+    # host name the headless Service gives it
+    two = gpu_values(tmp_path, "two", 4, nnodes=2, nprocPerNode=4)
+    helm("upgrade", RELEASE, CHART, *ns, *gpu, "-f", two, "--wait", *TIMEOUT)
+    [job2] = training_jobs(cluster, namespace)
+    name = job2["metadata"]["name"]
+    assert name != job["metadata"]["name"]
+    spec = job2["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"], spec["backoffLimit"]) == ("Indexed", 2, 2, 0)
+    [service] = cluster.get("services", *ns, "-l", "app.kubernetes.io/component=training")["items"]
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    cluster.wait_until("both pods of the Indexed Job", lambda: len(cluster.get(
+        "pods", *ns, "-l", f"job-name={name}")["items"]) == 2)
+    pods = sorted(cluster.get("pods", *ns, "-l", f"job-name={name}")["items"],
+                  key=lambda p: int(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]))
+    for rank, pod in enumerate(pods):
+        config, trainer = trainer_config(cluster, namespace, pod)
+        assert (config.nnodes, config.nproc_per_node, config.node_rank, config.world_size) == (2, 4, rank, 8)
+        assert config.master_addr == f"{name}-0.{service['metadata']['name']}"
+        assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == (f"{name}-{rank}", service["metadata"]["name"])
+        assert trainer["resources"]["limits"]["nvidia.com/gpu"] == "4" and pod["spec"]["nodeName"] == "kwok-gpu-0"
+    assert service["spec"]["selector"].items() <= pods[0]["metadata"]["labels"].items()
+    assert names(manifest(helm, namespace), "NetworkPolicy").count(f"{RELEASE}-training") == 1
+    cluster.wait("--for=condition=Complete", f"job/{name}", *ns)
+
+    # 3. the same values again: the same Job (no second training); other values: a new one, the old one deleted
+    helm("upgrade", RELEASE, CHART, *ns, *gpu, "-f", two, "--wait", *TIMEOUT)
+    assert [j["metadata"]["uid"] for j in training_jobs(cluster, namespace)] == [job2["metadata"]["uid"]]
+    helm("upgrade", RELEASE, CHART, *ns, *gpu, "-f", two, "--set", "training.params.epochs=7", "--wait", *TIMEOUT)
+    [job3] = training_jobs(cluster, namespace)
+    assert job3["metadata"]["name"] != name and job3["spec"]["completionMode"] == "Indexed"
+
+    # 4. back to one GPU: one plain Job, no training Service or NetworkPolicy left
+    helm("upgrade", RELEASE, CHART, *ns, *gpu, "--wait", *TIMEOUT)
+    [job4] = training_jobs(cluster, namespace)
+    assert job4["spec"].get("completionMode", "NonIndexed") == "NonIndexed"
+    assert not cluster.get("services", *ns, "-l", "app.kubernetes.io/component=training")["items"]
+    assert f"{RELEASE}-training" not in names(manifest(helm, namespace), "NetworkPolicy")

@@ -72,7 +72,7 @@ def wait_job(node: Node, ns: str, job: str, timeout: int = 600) -> None:
         if status.get("failed"):
             pytest.fail(f"Job {job} failed:\n{node.logs(ns, f'job/{job}', '--all-containers', '--tail=60')}",
                         pytrace=False)  # fmt: skip
-        return status.get("succeeded")
+        return any(c["type"] == "Complete" and c["status"] == "True" for c in status.get("conditions", []))
     wait_until(f"Job {job} to complete", done, timeout=timeout, interval=2)
 
 
@@ -161,7 +161,8 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, nam
     assert "logs/train.log" in mlflow.artifacts(run_id, "logs")
 
     # f. rollback, uninstall: kept PVCs and the generated Secrets remain; a re-install with the same name (by Helm 3, whose
-    # test pod then runs for real too) reuses them: the same admin password still logs in and shows the earlier runs
+    # test pod then runs for real too) reuses them: the same admin password still logs in and shows the earlier runs;
+    # its training is the distributed check (g)
     node.helm("helm", "rollback", RELEASE, "1", *ns, "--wait", *TIMEOUT)
     kept = {(o["kind"], o["metadata"]["name"]) for o in manifest(node, namespace)
             if (o["metadata"].get("annotations") or {}).get("helm.sh/resource-policy") == "keep"}  # fmt: skip
@@ -169,10 +170,58 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, nam
     node.helm("helm", "uninstall", RELEASE, *ns, "--wait", *TIMEOUT)
     for kind, name in kept:
         node.kubectl("get", kind.lower(), name, *ns)
-    node.helm("helm3", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training={"enabled": False}),
+    node.helm("helm3", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training=CHECK),
               "--wait", *TIMEOUT)  # fmt: skip
     assert {r["info"]["run_id"] for r in runs} <= {r["info"]["run_id"] for r in mlflow.runs()}
     helm_test_passes(node, "helm3", namespace)
+    distributed_check_rendezvous_and_a_lost_worker(node, release, namespace, tmp_path, mlflow)
+
+
+# g. the re-install's training: `trainer check-distributed` in an Indexed Job of 2 pods (gloo on the CPU)
+CHECK = {"distributed": {"nnodes": 2, "check": True}}
+
+
+def check_runs(mlflow: Mlflow) -> list[dict]:
+    return [r for r in mlflow.runs() if {"key": "check", "value": "distributed"} in r["data"].get("tags", [])]
+
+
+def distributed_check_rendezvous_and_a_lost_worker(node: Node, release: Release, ns: str, tmp_path, mlflow: Mlflow) -> None:
+    """The chart's 2-pod distributed check: both pods rendezvous through the headless Service (pod 1 reaches pod 0 by
+    its host name <job>-0.<service>), the Job completes and node 0's run is in MLflow once, FINISHED, with both hosts;
+    then, held running, the worker pod deleted: the Job fails and the run ends FAILED or KILLED with its log, never
+    RUNNING, and still no run of the worker's."""
+    [job] = training_jobs(node, ns)
+    name = job["metadata"]["name"]
+    wait_job(node, ns, name)
+    [run] = check_runs(mlflow)
+    assert run["info"]["status"] == "FINISHED", run["info"]
+    tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+    assert sorted(tags["ddp_check.hosts"].split(",")) == [f"{name}-0", f"{name}-1"], tags
+    assert {m["key"]: m["value"] for m in run["data"]["metrics"]}["ddp_check/world_size"] == 2
+    [worker] = node.get("pods", "-n", ns, "-l", f"job-name={name},batch.kubernetes.io/job-completion-index=1")["items"]
+    log = node.logs(ns, worker["metadata"]["name"], "-c", "trainer")
+    assert "node 1 of 2" in log and "rank 1 of 2" in log, log[-3000:]
+
+    node.helm("helm3", "upgrade", RELEASE, *release.install_args(), "-n", ns, "-f", small(
+        tmp_path, training={**CHECK, "extraArgs": ["--hold", "600"]}), "--wait", *TIMEOUT)
+    held = training_jobs(node, ns)[-1]["metadata"]["name"]
+    assert held != name
+
+    def worker_joined():
+        pods = node.get("pods", "-n", ns, "-l", f"job-name={held},batch.kubernetes.io/job-completion-index=1")["items"]
+        return next((p["metadata"]["name"] for p in pods if "rank 1 of 2" in node.logs(
+            ns, p["metadata"]["name"], "-c", "trainer")), None)  # fmt: skip
+    victim = wait_until("the held check's worker to join the rendezvous", worker_joined, 300, 2)
+    node.kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
+
+    def ended():
+        found = check_runs(mlflow)
+        return found[1] if len(found) == 2 and found[1]["info"]["status"] != "RUNNING" else None
+    second = wait_until("node 0's run to end after the worker was lost", ended, 300, 2)
+    assert second["info"]["status"] in ("FAILED", "KILLED"), second["info"]
+    assert len(check_runs(mlflow)) == 2, "a run other than node 0's (one per check)"
+    assert "logs/ddp-check.log" in mlflow.artifacts(second["info"]["run_id"], "logs")
+    wait_until("the held Job to fail", lambda: node.get(f"job/{held}", "-n", ns).get("status", {}).get("failed"), 120, 2)
 
 
 def manifest(node: Node, ns: str) -> list[dict]:
