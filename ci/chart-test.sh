@@ -5,9 +5,9 @@
 #   3. bad values: each charts/mlflow-stack/tests/bad-values/*.yaml must make `helm template` fail with the message its
 #      first line (`# expect: REGEX`) names
 #   4. every scenario rendered and validated offline with kubernetes-validate --strict against several Kubernetes versions
-#      (KUBE_VALIDATE_VERSIONS); the ServiceMonitor CRD has no built-in schema: it is checked against the CRD's own
-#      openAPIV3Schema when the prometheus-operator module (ci/gomod/prometheus-operator) is in the Go module cache,
-#      else reported as skipped
+#      (KUBE_VALIDATE_VERSIONS); ServiceMonitor and HTTPRoute have no built-in schema: each is checked against its CRD's
+#      own openAPIV3Schema when the module pinning it (ci/gomod/prometheus-operator, ci/gomod/gateway-api) is in the Go
+#      module cache, else reported as skipped
 #   5. kube-score on every scenario: no CRITICAL finding except the checks ignored below (each with its reason)
 #   6. helm-docs drift: charts/mlflow-stack/README.md must equal what helm-docs generates, and every value has a description
 #   7. version rules (ci/version_check.py, the `ct lint` rule): since the last release tag mlflow-stack-<version>, a changed
@@ -112,34 +112,40 @@ for s in "${SCENARIOS[@]}"; do
   done
 done
 for v in $KUBE_VALIDATE_VERSIONS; do
-  # ServiceMonitor: no built-in schema (a warning, checked below); everything else must validate strictly.
+  # ServiceMonitor, HTTPRoute: no built-in schema (a warning, checked below); everything else must validate strictly.
   out=$(kubernetes-validate --strict -k "$v" --quiet "$TMP"/render/*.yaml 2>&1) || { echo "$out"; fail "kubernetes-validate $v"; }
-  grep -v "Couldn't find schema for kind ServiceMonitor" <<<"$out" | grep . && fail "kubernetes-validate $v: unexpected output"
+  grep -Ev "Couldn't find schema for kind (ServiceMonitor|HTTPRoute)" <<<"$out" | grep . && fail "kubernetes-validate $v: unexpected output"
   echo "kubernetes $v: $(ls "$TMP"/render/*.yaml | wc -l) renders valid (--strict)"
 done
 python3 - "$TMP"/render/*.yaml <<'PY'
-# ServiceMonitors against the prometheus-operator CRD schema (the version ci/versions.env pins), when available.
+# ServiceMonitors and HTTPRoutes against their CRD's schema (the versions ci/versions.env pins), when available.
 import glob, json, os, subprocess, sys
-import yaml
-docs = [d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d and d.get("kind") == "ServiceMonitor"]
-crd = None
-try:
-    mod = subprocess.run(["go", "list", "-m", "-json", "github.com/prometheus-operator/prometheus-operator"],
-                         cwd="ci/gomod/prometheus-operator", capture_output=True, text=True, check=True,
-                         env=dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off"))
-    d = json.loads(mod.stdout).get("Dir")
-    paths = glob.glob(f"{d}/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml") if d else []
-    crd = yaml.safe_load(open(paths[0])) if paths else None
-except (OSError, subprocess.CalledProcessError, json.JSONDecodeError):
-    pass
-if crd is None:
-    print(f"ServiceMonitor: {len(docs)} documents not schema-checked (prometheus-operator CRD not in the Go module cache)")
-    sys.exit(0)
 import jsonschema
-schema = next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == "v1")
-for doc in docs:
-    jsonschema.validate(doc, schema)
-print(f"ServiceMonitor: {len(docs)} documents valid against the monitoring.coreos.com/v1 CRD schema")
+import yaml
+rendered = [d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d]
+CRDS = [  # kind, version, ci/gomod folder, module, CRD file in the module
+    ("ServiceMonitor", "v1", "prometheus-operator", "github.com/prometheus-operator/prometheus-operator",
+     "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"),
+    ("HTTPRoute", "v1", "gateway-api", "sigs.k8s.io/gateway-api", "config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"),
+]
+for kind, version, gomod, module, path in CRDS:
+    docs = [d for d in rendered if d.get("kind") == kind]
+    crd = None
+    try:
+        mod = subprocess.run(["go", "list", "-m", "-json", module], cwd=f"ci/gomod/{gomod}", capture_output=True,
+                             text=True, check=True, env=dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off"))
+        d = json.loads(mod.stdout).get("Dir")
+        paths = glob.glob(f"{d}/{path}") if d else []
+        crd = yaml.safe_load(open(paths[0])) if paths else None
+    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError):
+        pass
+    if crd is None:
+        print(f"{kind}: {len(docs)} documents not schema-checked ({module} CRD not in the Go module cache)")
+        continue
+    schema = next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == version)
+    for doc in docs:
+        jsonschema.validate(doc, schema)
+    print(f"{kind}: {len(docs)} documents valid against the {crd['spec']['group']}/{version} CRD schema")
 PY
 done_section
 

@@ -194,14 +194,18 @@ current-context: mlflow-stack-test
               f"--tls-cert-file={p}/kwok.crt", f"--tls-private-key-file={p}/kwok.key", "--cidr=10.244.0.0/16",
               "--node-lease-duration-seconds=40", "-v=WARN")  # fmt: skip
 
-        # Fake nodes, default StorageClass, RuntimeClass, the ServiceMonitor CRD; then wait until the nodes are Ready
-        # and pods can be admitted.
+        # Fake nodes, default StorageClass, RuntimeClass, the ServiceMonitor and HTTPRoute CRDs; then wait until the
+        # nodes are Ready and pods can be admitted.
         crd = (module_dir("prometheus-operator", "github.com/prometheus-operator/prometheus-operator") / "example"
                / "prometheus-operator-crd" / "monitoring.coreos.com_servicemonitors.yaml")  # fmt: skip
-        objects = ["-f", CONF / "objects.yaml", *(() if self.node_ip else ("-f", CONF / "objects-kwok.yaml")), "-f", crd]
+        route_crd = (module_dir("gateway-api", "sigs.k8s.io/gateway-api") / "config" / "crd" / "standard"
+                     / "gateway.networking.k8s.io_httproutes.yaml")  # fmt: skip
+        objects = ["-f", CONF / "objects.yaml", *(() if self.node_ip else ("-f", CONF / "objects-kwok.yaml")),
+                   "-f", crd, "-f", route_crd]  # fmt: skip
         wait("cluster objects", 30, lambda: ok(*self.kubectl("apply", "--server-side", *objects)))
-        wait("ServiceMonitor CRD", 30, lambda: ok(*self.kubectl(
-            "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=5s")))
+        wait("ServiceMonitor and HTTPRoute CRDs", 30, lambda: ok(*self.kubectl(
+            "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com",
+            "crd/httproutes.gateway.networking.k8s.io", "--timeout=5s")))
         wait("fake nodes", 60, lambda: ok(*self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=5s")))
         wait("default service account", 60, lambda: ok(*self.kubectl("-n", "default", "get", "serviceaccount", "default")))
 

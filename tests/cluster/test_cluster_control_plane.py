@@ -33,7 +33,7 @@ def test_api_server_is_the_pinned_release_with_ready_fake_nodes(cluster):
         if sc["metadata"].get("annotations", {}).get("storageclass.kubernetes.io/is-default-class") == "true"
     ]
     assert default_sc == ["kwok-volume"]
-    cluster.kubectl("get", "crd", "servicemonitors.monitoring.coreos.com")
+    cluster.kubectl("get", "crd", "servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io")
 
 
 def test_every_process_uses_loopback_only(cluster):
