@@ -393,3 +393,17 @@ affinity:
 {{- define "mlflow-stack.serving.followerName" -}}
 {{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "serving-follower") -}}
 {{- end -}}
+
+{{/* A value rendered through tpl (bitnami's common.tplvalues.render): a string as is, anything else as its YAML; (dict "value" V "ctx" $). */}}
+{{- define "mlflow-stack.tplvalues.render" -}}
+{{- tpl (ternary .value (toYaml .value) (kindIs "string" .value)) .ctx -}}
+{{- end -}}
+
+{{/* server.extraContainers/extraInitContainers (dict "list" L "ctx" $): rendered with tpl, each with containerSecurityContext under its own securityContext. */}}
+{{- define "mlflow-stack.extraContainers" -}}
+{{- $out := list -}}
+{{- range include "mlflow-stack.tplvalues.render" (dict "value" .list "ctx" .ctx) | fromYamlArray -}}
+{{- $out = append $out (mergeOverwrite (dict "securityContext" (deepCopy $.ctx.Values.containerSecurityContext)) .) -}}
+{{- end -}}
+{{- toYaml $out -}}
+{{- end -}}
