@@ -189,7 +189,7 @@ helm.sh/resource-policy: keep
 {{- join "," $hosts -}}
 {{- end -}}
 
-{{/* Comma-separated Host headers the server accepts: Service DNS names (+port), Ingress hosts, localhost, pod IPs (private networks), server.allowedHosts. */}}
+{{/* Comma-separated Host headers the server accepts: Service DNS names (+port), Ingress hosts, HTTPRoute hostnames, localhost, pod IPs (private networks), server.allowedHosts. */}}
 {{- define "mlflow-stack.allowedHosts" -}}
 {{- $svc := include "mlflow-stack.serviceName" . -}}
 {{- $port := .Values.server.service.port | toString -}}
@@ -199,6 +199,9 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- if .Values.ingress.enabled -}}
 {{- range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end -}}
+{{- end -}}
+{{- if .Values.httpRoute.enabled -}}
+{{- $hosts = concat $hosts .Values.httpRoute.hostnames -}}
 {{- end -}}
 {{- if or .Values.server.allowPrivateNetworks .Values.server.metrics.serviceMonitor.enabled -}}
 {{- $hosts = concat $hosts (include "mlflow-stack.podNetworkHosts" . | splitList ",") -}}

@@ -53,8 +53,15 @@
 {{- if and $s.metrics.serviceMonitor.enabled (not $s.metrics.enabled) -}}
   {{- $errors = append $errors "server.metrics.serviceMonitor.enabled=true needs server.metrics.enabled=true (nothing to scrape otherwise)" -}}
 {{- end -}}
-{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.serverFrom) (or $v.ingress.enabled $s.metrics.serviceMonitor.enabled) -}}
-  {{- $errors = append $errors (printf "networkPolicy.serverFrom is empty while %s: the server's NetworkPolicy would block the ingress controller/Prometheus; add their namespace (namespaceSelector) to networkPolicy.serverFrom" (ternary "ingress.enabled=true" "server.metrics.serviceMonitor.enabled=true" $v.ingress.enabled)) -}}
+{{- $outside := list -}}
+{{- if $v.ingress.enabled }}{{ $outside = append $outside "ingress.enabled=true" }}{{ end -}}
+{{- if $v.httpRoute.enabled }}{{ $outside = append $outside "httpRoute.enabled=true" }}{{ end -}}
+{{- if $s.metrics.serviceMonitor.enabled }}{{ $outside = append $outside "server.metrics.serviceMonitor.enabled=true" }}{{ end -}}
+{{- if and $v.networkPolicy.enabled (not $v.networkPolicy.serverFrom) $outside -}}
+  {{- $errors = append $errors (printf "networkPolicy.serverFrom is empty while %s: the server's NetworkPolicy would block the ingress controller/Gateway/Prometheus; add their namespace (namespaceSelector) to networkPolicy.serverFrom" (join ", " $outside)) -}}
+{{- end -}}
+{{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
+  {{- $errors = append $errors "httpRoute.parentRefs must list at least one Gateway (ParentReference) when httpRoute.enabled=true: a route without a parent is attached to nothing" -}}
 {{- end -}}
 {{- if $v.ingress.enabled -}}
   {{- if not $v.ingress.hosts -}}
