@@ -12,6 +12,9 @@
   {{- if $s.autoscaling.enabled -}}
     {{- $errors = append $errors "server.autoscaling.enabled=true needs backend.type=postgresql: SQLite allows one server pod" -}}
   {{- end -}}
+  {{- if $v.gc.enabled -}}
+    {{- $errors = append $errors "gc.enabled=true needs backend.type=postgresql: the SQLite database is a file on the server's ReadWriteOnce volume (backend.sqlite.persistence), which the gc CronJob's pod cannot open beside the server" -}}
+  {{- end -}}
 {{- else -}}
   {{- if and (not $pg.bundled) (not $pg.host) -}}
     {{- $errors = append $errors "backend.postgresql.host is required when backend.postgresql.bundled=false (external PostgreSQL)" -}}
