@@ -206,6 +206,18 @@ SMOKE_SET=()
 # One smoke per distinct server: gpu-values.yaml and serving-values.yaml render sqlite-default's server unchanged.
 SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
 smoke open "$CHART/ci/open-values.yaml"  # no basic auth, no NetworkPolicies
+# HTTPS from the server itself: a CA and a certificate for the Service (and 127.0.0.1, where the smoke reaches it) in an
+# existing Secret; the helm test pod, the ServiceMonitor's scrape and the training Job (trainer and MLflow client)
+# verify it with the CA the chart mounts for them.
+TLS_DIR=$TMP/tls && mkdir -p "$TLS_DIR"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=smoke-ca -keyout "$TLS_DIR/ca.key" -out "$TLS_DIR/ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj /CN=mlflow-service -keyout "$TLS_DIR/tls.key" -out "$TLS_DIR/tls.csr" 2>/dev/null
+openssl x509 -req -in "$TLS_DIR/tls.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/ca.key" -CAcreateserial -days 1 \
+  -out "$TLS_DIR/tls.crt" -extfile <(echo "subjectAltName=DNS:mlflow-service.ml.svc.cluster.local,DNS:mlflow-service.ml.svc,IP:127.0.0.1") 2>/dev/null
+SMOKE_SET=()
+SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} SMOKE_SECRETS="$(secret mlflow-tls "tls.crt=$(cat "$TLS_DIR/tls.crt")" \
+  "tls.key=$(cat "$TLS_DIR/tls.key")" "ca.crt=$(cat "$TLS_DIR/ca.crt")")" smoke server-tls "$CHART/ci/server-tls-values.yaml"
+SMOKE_SET=()
 smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
 # A changed admin password on the same database: the Job and `helm test` read the new one from the Secret. With metrics
 # and a ServiceMonitor: its scrape of /metrics (outside the static prefix) logs in with the new password.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -51,11 +53,13 @@ def wait_for_server(uri: str, timeout: float, sleep: Callable[[float], None] = t
     if not uri.startswith(("http://", "https://")):
         return  # file or database URIs have no server to wait for
     url = uri.rstrip("/") + "/health"
+    # the CA MLflow's client verifies the server with (MLFLOW_TRACKING_SERVER_CERT_PATH), so both trust the same server
+    context = ssl.create_default_context(cafile=os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None)
     deadline = time.monotonic() + timeout
     delay = 1.0
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
+            with urllib.request.urlopen(url, timeout=5, context=context) as response:
                 if response.status == 200:
                     return
                 last = f"HTTP {response.status}"

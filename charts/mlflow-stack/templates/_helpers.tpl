@@ -73,9 +73,41 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- .Values.server.service.name | default (include "mlflow-stack.fullname" .) -}}
 {{- end -}}
 
-{{/* In-cluster tracking URI: http://<service>.<namespace>.svc.cluster.local:<port><staticPrefix>. */}}
+{{/* In-cluster tracking URI: http(s)://<service>.<namespace>.svc.cluster.local:<port><staticPrefix> (https with server.tls). */}}
 {{- define "mlflow-stack.trackingUri" -}}
-{{- printf "http://%s.%s.svc.cluster.local:%v%s" (include "mlflow-stack.serviceName" .) .Release.Namespace .Values.server.service.port .Values.server.staticPrefix -}}
+{{- printf "%s://%s.%s.svc.cluster.local:%v%s" (ternary "https" "http" .Values.server.tls.enabled) (include "mlflow-stack.serviceName" .) .Release.Namespace .Values.server.service.port .Values.server.staticPrefix -}}
+{{- end -}}
+
+{{/* Where the server's TLS Secret is mounted (server.tls). */}}
+{{- define "mlflow-stack.tls.serverDir" -}}/etc/mlflow-tls{{- end -}}
+
+{{/* With server.tls: a client's env naming the CA it verifies the server with (MLflow's client and the trainer read it). */}}
+{{- define "mlflow-stack.tls.clientEnv" -}}
+{{- if .Values.server.tls.enabled }}
+- name: MLFLOW_TRACKING_SERVER_CERT_PATH
+  value: /etc/mlflow-tls-ca/ca.crt
+{{- end }}
+{{- end -}}
+
+{{/* With server.tls: a client's mount of the CA (clientEnv's path). */}}
+{{- define "mlflow-stack.tls.clientMount" -}}
+{{- if .Values.server.tls.enabled }}
+- name: tracking-ca
+  mountPath: /etc/mlflow-tls-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* With server.tls: a client pod's volume with only the CA key of the TLS Secret (never the private key). */}}
+{{- define "mlflow-stack.tls.clientVolume" -}}
+{{- with .Values.server.tls }}{{ if .enabled }}
+- name: tracking-ca
+  secret:
+    secretName: {{ .secretName }}
+    items:
+      - key: {{ .caKey }}
+        path: ca.crt
+{{- end }}{{ end }}
 {{- end -}}
 
 {{/* Secrets the credentials hook (templates/credentials) creates when missing, as JSON [{"name": NAME, "keys": {KEY: LENGTH}}]: each generated credential that has neither an explicit value nor an existingSecret. */}}
@@ -230,6 +262,10 @@ helm.sh/resource-policy: keep
 {{- end }}
 {{- if $s.metrics.enabled }}
 - --expose-prometheus=/tmp/prometheus-metrics
+{{- end }}
+{{- if $s.tls.enabled }}
+{{- $dir := include "mlflow-stack.tls.serverDir" . }}
+- --uvicorn-opts=--ssl-keyfile {{ $dir }}/tls.key --ssl-certfile {{ $dir }}/tls.crt
 {{- end }}
 {{- with $s.extraArgs }}
 {{ toYaml . }}

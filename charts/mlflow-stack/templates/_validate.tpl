@@ -26,6 +26,16 @@
     {{- $errors = append $errors (printf "backend.postgresql.sslMode=%s applies to an external server only: the bundled PostgreSQL has SSL off (leave it empty)" $pg.sslMode) -}}
   {{- end -}}
 {{- end -}}
+{{- if and $s.tls.enabled (not $s.tls.secretName) -}}
+  {{- $errors = append $errors "server.tls.secretName is required when server.tls.enabled=true (a kubernetes.io/tls Secret with tls.crt and tls.key)" -}}
+{{- end -}}
+{{- if $s.tls.enabled -}}
+  {{- range $s.extraArgs -}}
+    {{- if regexMatch "^--(uvicorn|gunicorn|waitress)-opts" (toString .) -}}
+      {{- $errors = append $errors (printf "server.extraArgs %s with server.tls.enabled=true: the chart passes --uvicorn-opts for TLS (one uvicorn, its TLS options)" (toString .)) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- if and $pg.password $pg.existingSecret -}}
   {{- $errors = append $errors "backend.postgresql.password and backend.postgresql.existingSecret are exclusive: the password comes from one place" -}}
 {{- end -}}

@@ -18,7 +18,7 @@
 {{- if .Values.server.auth.enabled -}}
 {{- $_ := set $env "MLFLOW_TRACKING_USERNAME" (.Values.server.auth.adminUsername | toString) -}}
 {{- end -}}
-{{- range include "mlflow-stack.s3.env" . | fromYamlArray -}}
+{{- range concat (include "mlflow-stack.s3.env" . | fromYamlArray) (include "mlflow-stack.tls.clientEnv" . | fromYamlArray) -}}
 {{- $_ := set $env .name (.value | toString) -}}
 {{- end -}}
 {{- toYaml $env -}}
@@ -203,6 +203,7 @@ template:
             mountPath: {{ $t.dataset.mountPath }}
             readOnly: true
           {{- end }}
+          {{- with include "mlflow-stack.tls.clientMount" . | trim }}{{ . | nindent 10 }}{{ end }}
           {{- with $t.extraVolumeMounts }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
@@ -222,6 +223,7 @@ template:
           claimName: {{ $t.dataset.existingClaim }}
           readOnly: true
       {{- end }}
+      {{- with include "mlflow-stack.tls.clientVolume" . | trim }}{{ . | nindent 6 }}{{ end }}
       {{- with $t.extraVolumes }}
       {{- toYaml . | nindent 6 }}
       {{- end }}

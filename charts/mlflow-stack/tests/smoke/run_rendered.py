@@ -14,6 +14,8 @@ checks what a cluster would see:
     100.64/10 and IPv6 unique local (`[fd00::5]:5000`), and a public IP is still refused;
   - with basic auth, anonymous API calls get 401 and the generated admin password works;
   - with a ServiceMonitor, its scrape (path, basic auth) answers 200;
+  - with server.tls, the server answers HTTPS only, and every client below verifies it with the CA the chart mounts
+    (Secret volumes are written under WORKDIR);
   - with SMOKE_S3_ENDPOINT set, the server's environment points boto3 at that S3 endpoint;
   - the `helm test` pod's script (from the render) passes: /health, a run with a param and a metric logged and read back.
 With SMOKE_TRAIN=1 it also runs the rendered training Job's containers (init container, then `trainer train` with the
@@ -27,6 +29,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -72,6 +76,36 @@ def resolve_env(container, docs, rewrite):
     return env
 
 
+# With server.tls: the CA the chart's clients trust (set once the Secret's files are written), for every request here.
+TLS: dict[str, ssl.SSLContext] = {}
+
+
+def tracking_test(docs) -> dict:
+    """The `helm test` pod of the tracking server (with serving on, the serving one is a test Pod too)."""
+    pods = [d for d in docs if d.get("kind") == "Pod" and d["spec"]["containers"][0]["name"] == "tracking"]
+    if len(pods) != 1:
+        raise SystemExit(f"smoke: expected one helm test Pod with a `tracking` container, found {len(pods)}")
+    return pods[0]
+
+
+def secret_mounts(pod, docs, work: Path) -> list[tuple[str, str]]:
+    """Each Secret volume of POD (server.tls's, the clients' CA) written under WORK as the kubelet would mount it
+    (all keys, or only `items`), as (mount path -> directory) rewrites, longest path first."""
+    secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "Secret"}
+    volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    found = {}
+    for c in [*pod.get("initContainers", []), *pod["containers"]]:
+        for m in c.get("volumeMounts", []):
+            if m["name"] in volumes:
+                vol, target = volumes[m["name"]], work / "secrets" / m["name"]
+                target.mkdir(parents=True, exist_ok=True)
+                data = secrets[vol["secretName"]]
+                for item in vol.get("items") or [{"key": k, "path": k} for k in data]:
+                    (target / item["path"]).write_bytes(base64.b64decode(data[item["key"]]))
+                found[m["mountPath"]] = str(target)
+    return sorted(found.items(), key=lambda kv: -len(kv[0]))
+
+
 def request(url, host=None, auth=None):
     req = urllib.request.Request(url)
     if host:
@@ -79,7 +113,7 @@ def request(url, host=None, auth=None):
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=TLS.get("context")) as resp:
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -104,7 +138,8 @@ def train(docs, work: Path, base: str, base_env: dict, rewrite) -> None:
         env = {**base_env, **{k: fix(v) for k, v in resolve_env(c, docs, rewrite).items()}, **fake_downward}
         if c["name"] == "trainer":
             env["MLFLOW_TRACKING_URI"] = base
-            login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD") if k in env}
+            login = {k: env[k] for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+                                         "MLFLOW_TRACKING_SERVER_CERT_PATH") if k in env}  # fmt: skip
         subprocess.run([trainer, *[fix(a) for a in c["args"]]], env=env, cwd=workspace, check=True, timeout=900)
 
     from mlflow import MlflowClient
@@ -127,20 +162,39 @@ def train(docs, work: Path, base: str, base_env: dict, rewrite) -> None:
 
 
 def scrape(docs, root: str) -> None:
-    """Scrapes the server as the rendered ServiceMonitor would (path, basic auth from the Secrets)."""
+    """Scrapes the server as the rendered ServiceMonitor would (path, basic auth from the Secrets; with `scheme: https`,
+    verifying the certificate for tlsConfig.serverName with the CA of tlsConfig.ca, as Prometheus does)."""
     monitor = next((d for d in docs if d.get("kind") == "ServiceMonitor"), None)
     if monitor is None:
         return
     endpoint = monitor["spec"]["endpoints"][0]
     secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "Secret"}
+
+    def value(ref: dict) -> str:
+        return base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+
+    if endpoint.get("scheme") == "https":
+        tls = endpoint["tlsConfig"]
+        context = ssl.create_default_context(cadata=value(tls["ca"]["secret"]))
+        port = int(root.rsplit(":", 1)[1])
+
+        def get(url, auth=None):  # TLS to 127.0.0.1, the certificate checked for serverName
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                    context.wrap_socket(raw, server_hostname=tls["serverName"]) as conn:
+                login = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode() if auth else ""
+                conn.sendall(f"GET {endpoint['path']} HTTP/1.1\r\nHost: {tls['serverName']}\r\nConnection: close\r\n"
+                             f"{'Authorization: Basic ' + login + chr(13) + chr(10) if auth else ''}\r\n".encode())
+                return int(conn.makefile("rb").readline().split()[1])
+    else:
+        get = request
     creds = None
     if "basicAuth" in endpoint:
-        creds = tuple(base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
-                      for ref in (endpoint["basicAuth"]["username"], endpoint["basicAuth"]["password"]))
-        assert request(root + endpoint["path"]) == 401, "anonymous scrape was not refused"
-    status = request(root + endpoint["path"], auth=creds)
+        creds = (value(endpoint["basicAuth"]["username"]), value(endpoint["basicAuth"]["password"]))
+        assert get(root + endpoint["path"]) == 401, "anonymous scrape was not refused"
+    status = get(root + endpoint["path"], auth=creds)
     assert status == 200, f"ServiceMonitor scrape of {endpoint['path']} got {status}"
-    print(f"smoke: the ServiceMonitor's scrape of {endpoint['path']} answers 200{' with basic auth' if creds else ''}")
+    print(f"smoke: the ServiceMonitor's scrape of {endpoint['path']} answers 200{' with basic auth' if creds else ''}"
+          f"{' over HTTPS, certificate verified for ' + endpoint['tlsConfig']['serverName'] if get is not request else ''}")
 
 
 def main() -> int:
@@ -154,9 +208,16 @@ def main() -> int:
     data, artifacts = work / "data", work / "artifacts"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    mounts = [*secret_mounts(pod, docs, work)]
+    mounts += secret_mounts(tracking_test(docs)["spec"], docs, work)
+    job = next((d for d in docs if d.get("kind") == "Job"
+                and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "training"), None)
+    if job:
+        mounts += secret_mounts(job["spec"]["template"]["spec"], docs, work)
+    mounts = sorted(dict(mounts).items(), key=lambda kv: -len(kv[0]))
 
     def rewrite(text: str) -> str:
-        for old, new in [("/mlflow-data", str(data)), *mappings]:
+        for old, new in [("/mlflow-data", str(data)), *mounts, *mappings]:
             text = text.replace(old, new)
         return text
 
@@ -193,7 +254,11 @@ def main() -> int:
         assert env.get("MLFLOW_S3_ENDPOINT_URL") == expected_endpoint, env.get("MLFLOW_S3_ENDPOINT_URL")
         print(f"smoke: the server talks to S3 at {expected_endpoint}")
     prefix = next((a.split("=", 1)[1] for a in args if a.startswith("--static-prefix=")), "")
-    base = f"http://127.0.0.1:{port}{prefix}"
+    tls = any(a.startswith("--uvicorn-opts=") and "--ssl-certfile" in a for a in args)
+    if tls:  # the clients' CA (the test pod's MLFLOW_TRACKING_SERVER_CERT_PATH), for this script's requests too
+        test_env = resolve_env(tracking_test(docs)["spec"]["containers"][0], docs, rewrite)
+        TLS["context"] = ssl.create_default_context(cafile=test_env["MLFLOW_TRACKING_SERVER_CERT_PATH"])
+    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}{prefix}"
     log = (work / "server.log").open("w")
     server = subprocess.Popen([*main_c["command"], *args], env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -229,9 +294,12 @@ def main() -> int:
         if auth:
             assert request(api) == 401, "anonymous API call was not refused"
             print("smoke: basic auth refuses anonymous calls and accepts the generated admin password")
+        if tls:
+            assert request(base.replace("https://", "http://") + "/health") is None, "plain HTTP answered next to TLS"
+            print("smoke: the server serves HTTPS only, with the certificate the clients' CA verifies")
         scrape(docs, f"http://127.0.0.1:{port}")
 
-        test_pod = find(docs, "Pod", "test")["spec"]["containers"][0]
+        test_pod = tracking_test(docs)["spec"]["containers"][0]
         test_env = {**base_env, **resolve_env(test_pod, docs, rewrite), "MLFLOW_TRACKING_URI": base}
         subprocess.run([sys.executable, "-c", test_pod["args"][0]], env=test_env, check=True, timeout=120)
         if os.environ.get("SMOKE_TRAIN") == "1":
