@@ -6,11 +6,12 @@ source ci/versions.env
 stamp=".venv/.installed-$(cat pyproject.toml ci/versions.env ci/setup-python.sh | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && exit 0
 
-# System packages: libGL/glib for opencv (a yolov5 dependency), PostgreSQL for the integration tests, Chromium for the UI test.
+# System packages: libGL/glib for opencv (a yolov5 dependency), PostgreSQL and MariaDB for the integration tests, Chromium for the UI test.
 missing=()
 ldconfig -p | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 ldconfig -p | grep -q 'libglib-2.0.so.0 ' || missing+=(libglib2.0-0)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)  # tests/test_mysql.py (backend.type=mysql)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v chromium >/dev/null || missing+=(chromium)  # headless browser of tests/test_ui.py
 if [ ${#missing[@]} -gt 0 ]; then

@@ -117,6 +117,10 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- if and (eq .Values.backend.type "postgresql") (not $pg.existingSecret) (not $pg.password) -}}
 {{- $list = append $list (dict "name" (include "mlflow-stack.postgresql.secretName" .) "keys" (dict $pg.passwordKey 32)) -}}
 {{- end -}}
+{{- $my := .Values.backend.mysql -}}
+{{- if and (eq .Values.backend.type "mysql") (not $my.existingSecret) (not $my.password) -}}
+{{- $list = append $list (dict "name" (include "mlflow-stack.mysql.secretName" .) "keys" (dict $my.passwordKey 32)) -}}
+{{- end -}}
 {{- $a := .Values.server.auth -}}
 {{- if and $a.enabled (not $a.existingSecret) (not $a.adminPassword) -}}
 {{- $list = append $list (dict "name" (include "mlflow-stack.auth.secretName" .) "keys" (dict $a.adminPasswordKey 24 $a.flaskSecretKeyKey 48)) -}}
@@ -135,6 +139,26 @@ helm.sh/resource-policy: keep
 {{/* Secret with the PostgreSQL password: backend.postgresql.existingSecret, else the generated <fullname>-postgresql. */}}
 {{- define "mlflow-stack.postgresql.secretName" -}}
 {{- .Values.backend.postgresql.existingSecret | default (include "mlflow-stack.postgresql.fullname" .) -}}
+{{- end -}}
+
+{{/* Secret with the MySQL password: backend.mysql.existingSecret, else the generated <fullname>-mysql. */}}
+{{- define "mlflow-stack.mysql.secretName" -}}
+{{- .Values.backend.mysql.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "mysql")) -}}
+{{- end -}}
+
+{{/* PyMySQL's client option file with the MySQL password, written by the db-upgrade init container into the pod's /tmp. */}}
+{{- define "mlflow-stack.mysql.optionFile" -}}
+/tmp/mlflow-mysql.cnf
+{{- end -}}
+
+{{/* SQLAlchemy's PyMySQL TLS query arguments for backend.mysql.sslMode (each starting with &; none when empty). */}}
+{{- define "mlflow-stack.mysql.sslQuery" -}}
+{{- $my := .Values.backend.mysql -}}
+{{- if eq $my.sslMode "disable" }}&ssl_disabled=true
+{{- else if eq $my.sslMode "require" }}&ssl_check_hostname=false
+{{- else if eq $my.sslMode "verify-ca" }}&ssl_ca={{ $my.sslCa }}&ssl_check_hostname=false
+{{- else if eq $my.sslMode "verify-full" }}&ssl_ca={{ $my.sslCa }}
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when the credentials hook generates the bundled object store's S3 keys (objectStore.enabled, no existingSecret, no accessKeyId), else empty. */}}
@@ -172,13 +196,17 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- end -}}
 
-{{/* SQLAlchemy URI of a database on the backend (default: mlflow.db); no password: psycopg2/libpq read PGPASSWORD. */}}
+{{/* SQLAlchemy URI of a database on the backend (default: mlflow.db); no password: psycopg2/libpq read PGPASSWORD, PyMySQL the option file (read_default_file). */}}
 {{- define "mlflow-stack.databaseUri" -}}
 {{- $pg := .ctx.Values.backend.postgresql -}}
 {{- if eq .ctx.Values.backend.type "postgresql" -}}
 {{- $port := ternary 5432 $pg.port $pg.bundled -}}
 {{- printf "postgresql+psycopg2://%s@%s:%v/%s" $pg.username (include "mlflow-stack.postgresql.host" .ctx) $port $pg.database -}}
 {{- with $pg.sslMode }}?sslmode={{ . }}{{ end -}}
+{{- else if eq .ctx.Values.backend.type "mysql" -}}
+{{- $my := .ctx.Values.backend.mysql -}}
+{{- printf "mysql+pymysql://%s@%s:%v/%s?read_default_file=%s" $my.username $my.host $my.port $my.database (include "mlflow-stack.mysql.optionFile" .ctx) -}}
+{{- include "mlflow-stack.mysql.sslQuery" .ctx -}}
 {{- else -}}
 {{- printf "sqlite:////mlflow-data/%s" (.file | default "mlflow.db") -}}
 {{- end -}}
@@ -284,14 +312,20 @@ helm.sh/resource-policy: keep
 {{- end }}
 {{- end -}}
 
-{{/* PGPASSWORD from the PostgreSQL Secret (only with backend.type postgresql); libpq reads it, so no URI carries the password. */}}
-{{- define "mlflow-stack.postgresql.passwordEnv" -}}
+{{/* The backend's password from its Secret (none with SQLite): PGPASSWORD, which libpq reads, or MYSQL_PASSWORD, which the db-upgrade init container writes to PyMySQL's option file; no URI carries it. */}}
+{{- define "mlflow-stack.backend.passwordEnv" -}}
 {{- if eq .Values.backend.type "postgresql" -}}
 - name: PGPASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "mlflow-stack.postgresql.secretName" . }}
       key: {{ .Values.backend.postgresql.passwordKey }}
+{{- else if eq .Values.backend.type "mysql" -}}
+- name: MYSQL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "mlflow-stack.mysql.secretName" . }}
+      key: {{ .Values.backend.mysql.passwordKey }}
 {{- end }}
 {{- end -}}
 

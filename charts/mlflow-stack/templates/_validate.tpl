@@ -3,17 +3,34 @@
 {{- $v := .Values -}}
 {{- $s := $v.server -}}
 {{- $pg := $v.backend.postgresql -}}
+{{- $my := $v.backend.mysql -}}
 {{- $s3 := $v.artifacts.s3 -}}
 {{- $errors := list -}}
 {{- if eq $v.backend.type "sqlite" -}}
   {{- if gt (int $s.replicas) 1 -}}
-    {{- $errors = append $errors (printf "server.replicas=%v needs backend.type=postgresql: SQLite is a single-writer file on a ReadWriteOnce volume" $s.replicas) -}}
+    {{- $errors = append $errors (printf "server.replicas=%v needs backend.type=postgresql or mysql: SQLite is a single-writer file on a ReadWriteOnce volume" $s.replicas) -}}
   {{- end -}}
   {{- if $s.autoscaling.enabled -}}
-    {{- $errors = append $errors "server.autoscaling.enabled=true needs backend.type=postgresql: SQLite allows one server pod" -}}
+    {{- $errors = append $errors "server.autoscaling.enabled=true needs backend.type=postgresql or mysql: SQLite allows one server pod" -}}
   {{- end -}}
   {{- if $v.gc.enabled -}}
     {{- $errors = append $errors "gc.enabled=true needs backend.type=postgresql: the SQLite database is a file on the server's ReadWriteOnce volume (backend.sqlite.persistence), which the gc CronJob's pod cannot open beside the server" -}}
+  {{- end -}}
+{{- else if eq $v.backend.type "mysql" -}}
+  {{- if not $my.host -}}
+    {{- $errors = append $errors "backend.mysql.host is required when backend.type=mysql (an external MySQL/MariaDB server)" -}}
+  {{- end -}}
+  {{- if or $pg.host $pg.password $pg.existingSecret $pg.sslMode (not $pg.bundled) -}}
+    {{- $errors = append $errors "backend.postgresql.* is set (host, password, existingSecret, sslMode or bundled=false) while backend.type=mysql: configure the server under backend.mysql" -}}
+  {{- end -}}
+  {{- if $s.auth.enabled -}}
+    {{- $errors = append $errors "server.auth.enabled=true does not work with backend.type=mysql: MLflow's basic-auth migration names two foreign keys fk_user_id, which MySQL and MariaDB refuse (unique per database; mlflow/mlflow#9642); set server.auth.enabled=false and authenticate in front of the server (e.g. at the ingress)" -}}
+  {{- end -}}
+  {{- if $v.gc.enabled -}}
+    {{- $errors = append $errors "gc.enabled=true needs backend.type=postgresql: with backend.type=mysql the password reaches PyMySQL through an option file that only the server pod's init container writes" -}}
+  {{- end -}}
+  {{- if and (has $my.sslMode (list "verify-ca" "verify-full")) (not $my.sslCa) -}}
+    {{- $errors = append $errors (printf "backend.mysql.sslCa is required with backend.mysql.sslMode=%s (the CA bundle the certificate is checked against)" $my.sslMode) -}}
   {{- end -}}
 {{- else -}}
   {{- if and (not $pg.bundled) (not $pg.host) -}}
@@ -38,6 +55,9 @@
 {{- end -}}
 {{- if and $pg.password $pg.existingSecret -}}
   {{- $errors = append $errors "backend.postgresql.password and backend.postgresql.existingSecret are exclusive: the password comes from one place" -}}
+{{- end -}}
+{{- if and $my.password $my.existingSecret -}}
+  {{- $errors = append $errors "backend.mysql.password and backend.mysql.existingSecret are exclusive: the password comes from one place" -}}
 {{- end -}}
 {{- if and $s.auth.adminPassword $s.auth.existingSecret -}}
   {{- $errors = append $errors "server.auth.adminPassword and server.auth.existingSecret are exclusive: the password comes from one place" -}}
