@@ -31,6 +31,7 @@ SCENARIOS = {
 # one distinct sentinel per explicit credential (the admin password needs 12 characters)
 SENTINELS = {
     "backend.postgresql.password": "sentinelPgPassword7301",
+    "backend.mysql.password": "sentinelMysqlPassword1705",
     "server.auth.adminPassword": "sentinelAdminPassword8402",
     "artifacts.s3.accessKeyId": "sentinelAccessKeyId9503",
     "artifacts.s3.secretAccessKey": "sentinelSecretAccessKey0604",
@@ -38,12 +39,22 @@ SENTINELS = {
 # the existingSecret that excludes each explicit value (the chart refuses both)
 EXCLUSIVE = {
     "backend.postgresql.password": "backend.postgresql.existingSecret",
+    "backend.mysql.password": "backend.mysql.existingSecret",
     "server.auth.adminPassword": "server.auth.existingSecret",
     "artifacts.s3.accessKeyId": "artifacts.s3.existingSecret",
     "artifacts.s3.secretAccessKey": "artifacts.s3.existingSecret",
 }
 # env names that carry a credential: they must come from a Secret (valueFrom), never be a literal value
 CREDENTIAL_ENV = re.compile(r"PASSWORD|SECRET_KEY|SECRET_ACCESS_KEY|ACCESS_KEY_ID|TOKEN|ROOT_USER")
+
+
+def backend_of(values: dict) -> str:
+    return value_at(values, "backend.type") or "sqlite"
+
+
+def with_auth(args: list[str]) -> list[str]:
+    """The scenario with basic auth on, where the chart allows it (not with backend.type=mysql: the chart refuses it)."""
+    return args if backend_of(scenario_values(args)) == "mysql" else args + ["--set", "server.auth.enabled=true"]
 
 
 def render(tmp_path: Path, args: list[str]) -> str:
@@ -93,10 +104,14 @@ def test_two_renders_are_identical(tmp_path: Path, scenario: str) -> None:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_explicit_credentials_appear_only_in_secret_data(tmp_path: Path, scenario: str) -> None:
     values = scenario_values(SCENARIOS[scenario])
-    sentinels = {k: v for k, v in SENTINELS.items() if not value_at(values, EXCLUSIVE[k])}
+    backend = backend_of(values)
+    # the other backends' passwords: set in vain with SQLite, refused next to backend.type=mysql (as is basic auth)
+    sentinels = {k: v for k, v in SENTINELS.items() if not value_at(values, EXCLUSIVE[k])
+                 and (not k.startswith("backend.") or k.startswith(f"backend.{backend}.") or backend == "sqlite")
+                 and not (k.startswith("server.auth.") and backend == "mysql")}  # no basic auth on MySQL
     sets = [a for k, v in sentinels.items() for a in ("--set", f"{k}={v}")]
     forms = set(sentinels.values()) | {base64.b64encode(v.encode()).decode() for v in sentinels.values()}
-    docs = docs_of(render(tmp_path, SCENARIOS[scenario] + ["--set", "server.auth.enabled=true", *sets]))
+    docs = docs_of(render(tmp_path, with_auth(SCENARIOS[scenario]) + sets))
     if not sentinels:  # every credential from an existing Secret: nothing to set, nothing to generate
         assert not hook_secrets(docs), f"{scenario}: the hook generates Secrets that exist"
     secrets_data: list[str] = []
@@ -108,22 +123,21 @@ def test_explicit_credentials_appear_only_in_secret_data(tmp_path: Path, scenari
         text = yaml.safe_dump(rest)
         leaked = [form for form in forms if form in text]
         assert not leaked, f"{scenario}: {doc['kind']}/{doc['metadata']['name']} holds a credential outside Secret data"
-    postgresql = value_at(values, "backend.type") == "postgresql"
     for key, sentinel in sentinels.items():
-        if postgresql or not key.startswith("backend."):  # SQLite: no PostgreSQL Secret at all
+        if not key.startswith("backend.") or key.startswith(f"backend.{backend}."):  # SQLite: no database Secret at all
             assert sentinel in secrets_data, f"{scenario}: {key} is in no rendered Secret"
     # the derived Flask key is as secret as the admin password: it must stay in the Secret too
     flask = [d for d in docs if d["kind"] == "Secret" and "flask-secret-key" in (d.get("data") or {})]
     for doc in flask:
         key = base64.b64decode(doc["data"]["flask-secret-key"]).decode()
         assert not any(key in yaml.safe_dump(d) for d in docs if d["kind"] != "Secret"), "the Flask key leaked"
-    assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(("-postgresql", "-auth"))], \
+    assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(("-postgresql", "-mysql", "-auth"))], \
         f"{scenario}: the hook generates a credential that is set explicitly"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_no_credential_is_a_literal_env_value(tmp_path: Path, scenario: str) -> None:
-    docs = docs_of(render(tmp_path, SCENARIOS[scenario] + ["--set", "server.auth.enabled=true"]))
+    docs = docs_of(render(tmp_path, with_auth(SCENARIOS[scenario])))
     checked = 0
     for doc in docs:
         for c in containers(doc):
@@ -132,7 +146,7 @@ def test_no_credential_is_a_literal_env_value(tmp_path: Path, scenario: str) -> 
                     checked += 1
                     assert "value" not in e, f"{scenario}: {doc['metadata']['name']}/{c['name']}: {e['name']} is literal"
                     assert "secretKeyRef" in e.get("valueFrom", {}), f"{scenario}: {e['name']} not from a Secret"
-    assert checked, f"{scenario}: no credential env at all (auth is on): the check checks nothing"
+    assert checked, f"{scenario}: no credential env at all (auth is on, or a database password): the check checks nothing"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
