@@ -41,7 +41,10 @@ def _run_rendered():  # noqa: ANN202 - charts/mlflow-stack/tests/smoke/run_rende
 @contextlib.contextmanager
 def start_mariadb() -> Iterator[tuple[int, Path]]:
     """A MariaDB on 127.0.0.1 (TLS required, certificate for 127.0.0.1) with database mlflow_tracking and user
-    mlflow_app; yields (port, CA file). As root mariadbd needs --user=root; stopped by the PID we started."""
+    mlflow_app (no SUPER); yields (port, CA file). Binary logging on, as on most production servers (MySQL 8's default,
+    replicas, point-in-time backups): then MLflow's migration 1bd49d398cd23 (CREATE TRIGGER) needs
+    log_bin_trust_function_creators=1 (error 1419 without it; docs/chart.md). As root mariadbd needs --user=root;
+    stopped by the PID we started."""
     if not shutil.which("mariadbd", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")):
         pytest.fail("mariadbd not found: run `make setup` (ci/setup-python.sh installs mariadb-server)")
     root = Path(tempfile.mkdtemp(prefix="mlflow-stack-mariadb-"))
@@ -54,7 +57,7 @@ def start_mariadb() -> Iterator[tuple[int, Path]]:
                            "--skip-test-db", *as_root], capture_output=True, text=True)  # fmt: skip
     assert init.returncode == 0, init.stdout + init.stderr
     proc = Proc(["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
-                 "--bind-address=127.0.0.1", f"--pid-file={root / 'mariadbd.pid'}", "--skip-log-bin", "--innodb-flush-log-at-trx-commit=0",
+                 "--bind-address=127.0.0.1", f"--pid-file={root / 'mariadbd.pid'}", f"--log-bin={root / 'binlog'}", "--log-bin-trust-function-creators=1", "--innodb-flush-log-at-trx-commit=0",
                  f"--ssl-cert={root / 'ca.pem'}", f"--ssl-key={root / 'key.pem'}", "--require-secure-transport=ON", *as_root],
                 root / "mariadbd.log")  # fmt: skip
 
@@ -110,6 +113,16 @@ def test_mysql_backend_as_rendered(tmp_path: Path) -> None:
                                  capture_output=True, text=True, timeout=600)  # fmt: skip
             assert out.returncode == 0, f"{init['name']}: {out.stdout}\n{out.stderr}"
         assert option_file.stat().st_mode & 0o077 == 0, "the option file with the password is readable by others"
+        import sqlalchemy
+
+        db_uri = rewrite(next(e["value"] for e in pod["initContainers"][0]["env"] if e["name"] == "DB_URI"))
+        with sqlalchemy.create_engine(db_uri).connect() as conn:  # the chart's URI: TLS, the CA checked
+            assert conn.execute(sqlalchemy.text("SHOW SESSION STATUS LIKE 'Ssl_version'")).one()[1].startswith("TLS")
+        other_ca = tmp_path / "other-ca.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-keyout", str(tmp_path / "other-key.pem"), "-out", str(other_ca)], check=True, capture_output=True)  # fmt: skip
+        with pytest.raises(sqlalchemy.exc.OperationalError, match="CERTIFICATE_VERIFY_FAILED"):
+            sqlalchemy.create_engine(db_uri.replace(str(ca), str(other_ca))).connect()
 
         env = env_of(server_c)
         http_port = free_port()
