@@ -235,9 +235,80 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- end -}}
 
-{{/* Artifact destination: s3://<bucket>[/<prefix>]. */}}
+{{/* Artifact destination by artifacts.type: s3://<bucket>, gs://<bucket> or wasbs://<container>@<account>.blob.core.windows.net, then [/<prefix>]. */}}
 {{- define "mlflow-stack.artifactsDestination" -}}
-{{- printf "s3://%s" .Values.artifacts.bucket -}}{{ with .Values.artifacts.prefix }}/{{ . }}{{ end -}}
+{{- $a := .Values.artifacts -}}
+{{- if eq $a.type "gcs" -}}
+{{- printf "gs://%s" $a.bucket -}}
+{{- else if eq $a.type "azure" -}}
+{{- printf "wasbs://%s@%s.blob.core.windows.net" $a.bucket $a.azure.storageAccount -}}
+{{- else -}}
+{{- printf "s3://%s" $a.bucket -}}
+{{- end -}}
+{{- with $a.prefix }}/{{ . }}{{ end -}}
+{{- end -}}
+
+{{/* Mount directory of the GCS service-account key file (artifacts.gcs.existingSecret). */}}
+{{- define "mlflow-stack.gcs.keyDir" -}}
+/etc/mlflow-gcs
+{{- end -}}
+
+{{/* Environment of the artifact store's clients (server, bucket hook) besides envFrom: the S3 settings, or GCS's key file and project. */}}
+{{- define "mlflow-stack.artifacts.env" -}}
+{{- $a := .Values.artifacts -}}
+{{- if eq $a.type "gcs" -}}
+{{- if $a.gcs.existingSecret }}
+- name: GOOGLE_APPLICATION_CREDENTIALS
+  value: {{ printf "%s/key.json" (include "mlflow-stack.gcs.keyDir" .) | quote }}
+{{- end }}
+{{- with $a.gcs.project }}
+- name: GOOGLE_CLOUD_PROJECT
+  value: {{ . | quote }}
+{{- end }}
+{{- else -}}
+{{- include "mlflow-stack.s3.env" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* envFrom items of the artifact store's clients: the S3 Secret, artifacts.azure.existingSecret (Azure's env var keys), none for GCS (a key file) or Azure without a Secret. */}}
+{{- define "mlflow-stack.artifacts.envFrom" -}}
+{{- $a := .Values.artifacts -}}
+{{- if eq $a.type "s3" }}
+- secretRef:
+    name: {{ include "mlflow-stack.s3.secretName" . }}
+{{- else if and (eq $a.type "azure") $a.azure.existingSecret }}
+- secretRef:
+    name: {{ $a.azure.existingSecret }}
+{{- end -}}
+{{- end -}}
+
+{{/* Volume mount of the GCS key file (artifacts.type=gcs with existingSecret), else empty. */}}
+{{- define "mlflow-stack.artifacts.volumeMount" -}}
+{{- if and (eq .Values.artifacts.type "gcs") .Values.artifacts.gcs.existingSecret }}
+- name: gcs-key
+  mountPath: {{ include "mlflow-stack.gcs.keyDir" . }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{/* Volume of the GCS key file: only its key, as key.json (the Secret's default mode, as for server.tls: the pod's user is not root). */}}
+{{- define "mlflow-stack.artifacts.volume" -}}
+{{- $g := .Values.artifacts.gcs -}}
+{{- if and (eq .Values.artifacts.type "gcs") $g.existingSecret }}
+- name: gcs-key
+  secret:
+    secretName: {{ $g.existingSecret }}
+    items:
+      - key: {{ $g.keyFileKey }}
+        path: key.json
+{{- end -}}
+{{- end -}}
+
+{{/* Pod labels the artifact store needs: AKS Workload Identity's `azure.workload.identity/use` for Azure without a Secret. */}}
+{{- define "mlflow-stack.artifacts.podLabels" -}}
+{{- if and (eq .Values.artifacts.type "azure") (not .Values.artifacts.azure.existingSecret) }}
+azure.workload.identity/use: "true"
+{{- end -}}
 {{- end -}}
 
 {{/* Host patterns (fnmatch, comma-separated) of pod and node IPs in private networks, with any port: RFC 1918 (10/8, 172.16/12, 192.168/16), the shared CGNAT range 100.64/10 (pod networks of EKS custom networking, Calico, Cilium) and IPv6 unique local addresses fc00::/7 (`[fd00::5]:5000`; `[[]` is fnmatch for a literal `[`). */}}
@@ -380,8 +451,9 @@ affinity:
 {{- end }}
 {{- end -}}
 
-{{/* S3 client settings besides the keys, as plain env (also with artifacts.s3.existingSecret): endpoint, region, TLS skip. */}}
+{{/* S3 client settings besides the keys, as plain env (also with artifacts.s3.existingSecret): endpoint, region, TLS skip; none unless artifacts.type=s3. */}}
 {{- define "mlflow-stack.s3.env" -}}
+{{- if eq .Values.artifacts.type "s3" -}}
 {{- with include "mlflow-stack.s3.endpoint" . }}
 - name: MLFLOW_S3_ENDPOINT_URL
   value: {{ . | quote }}
@@ -394,6 +466,7 @@ affinity:
 - name: MLFLOW_S3_IGNORE_TLS
   value: "true"
 {{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* Basic-auth settings of the server and its auth-admin init container (empty with server.auth.enabled=false). */}}

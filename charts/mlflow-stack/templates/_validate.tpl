@@ -68,7 +68,34 @@
 {{- if ne (empty $s3.accessKeyId) (empty $s3.secretAccessKey) -}}
   {{- $errors = append $errors "artifacts.s3.accessKeyId and artifacts.s3.secretAccessKey must be set together" -}}
 {{- end -}}
-{{- if not (or $v.objectStore.enabled $s3.endpointUrl $s3.accessKeyId $s3.existingSecret $v.serviceAccount.annotations (ne $v.artifacts.bucket "mlflow")) -}}
+{{- $a := $v.artifacts -}}
+{{- if ne $a.type "s3" -}}
+  {{- if $v.objectStore.enabled -}}
+    {{- $errors = append $errors (printf "artifacts.type=%s needs objectStore.enabled=false: the bundled object store speaks S3 only" $a.type) -}}
+  {{- end -}}
+  {{- $set := list -}}
+  {{- range $k := list "endpointUrl" "region" "ignoreTls" "existingSecret" "accessKeyId" "secretAccessKey" -}}
+    {{- if index $s3 $k }}{{ $set = append $set $k }}{{ end -}}
+  {{- end -}}
+  {{- if $set -}}
+    {{- $errors = append $errors (printf "artifacts.s3.* is set (%s) while artifacts.type=%s: configure the store under artifacts.%s" (join ", " $set) $a.type $a.type) -}}
+  {{- end -}}
+{{- end -}}
+{{- if and (ne $a.type "gcs") (or $a.gcs.existingSecret $a.gcs.project $a.gcs.location) -}}
+  {{- $errors = append $errors (printf "artifacts.gcs.* is set (existingSecret, project or location) while artifacts.type=%s: set artifacts.type=gcs or leave artifacts.gcs empty" $a.type) -}}
+{{- end -}}
+{{- if and (ne $a.type "azure") (or $a.azure.storageAccount $a.azure.existingSecret) -}}
+  {{- $errors = append $errors (printf "artifacts.azure.* is set (storageAccount or existingSecret) while artifacts.type=%s: set artifacts.type=azure or leave artifacts.azure empty" $a.type) -}}
+{{- end -}}
+{{- if eq $a.type "azure" -}}
+  {{- if not $a.azure.storageAccount -}}
+    {{- $errors = append $errors "artifacts.azure.storageAccount is required when artifacts.type=azure (the <account> of wasbs://<container>@<account>.blob.core.windows.net)" -}}
+  {{- end -}}
+  {{- if or (contains "." $a.bucket) (contains "--" $a.bucket) -}}
+    {{- $errors = append $errors (printf "artifacts.bucket=%s is not an Azure container name (letters, digits and single hyphens, no dots)" $a.bucket) -}}
+  {{- end -}}
+{{- end -}}
+{{- if and (eq $a.type "s3") (not (or $v.objectStore.enabled $s3.endpointUrl $s3.accessKeyId $s3.existingSecret $v.serviceAccount.annotations (ne $v.artifacts.bucket "mlflow"))) -}}
   {{- $errors = append $errors "objectStore.enabled=false leaves no usable artifact store: set artifacts.s3.endpointUrl, artifacts.s3.accessKeyId/secretAccessKey or artifacts.s3.existingSecret, an IRSA role in serviceAccount.annotations, or an artifacts.bucket of your own (on AWS the default bucket name mlflow belongs to someone else)" -}}
 {{- end -}}
 {{- if and $v.networkPolicy.enabled (not $v.objectStore.enabled) $s3.existingSecret (not $s3.endpointUrl) (not $v.networkPolicy.s3Port) -}}

@@ -179,8 +179,10 @@ template:
           {{- end }}
         # S3 keys, then the connection settings (tracking URI, user, S3 endpoint: a later source wins, as plain env did)
         envFrom:
+          {{- if eq .Values.artifacts.type "s3" }}
           - secretRef:
               name: {{ include "mlflow-stack.s3.secretName" . }}
+          {{- end }}
           - configMapRef:
               name: {{ include "mlflow-stack.training.configName" . }}
         {{- if gt $nnodes 1 }}
