@@ -14,7 +14,7 @@
 # Versions live in ci/versions.env; the committed go.mod/go.sum under ci/gomod/<tool>/ pin every dependency, so a
 # build is reproducible and needs only the Go module proxy. Each tool is built once into
 # .tools/store/<tool>-<version>-<hash of go.mod+go.sum>/ and linked into .tools/bin: only a cold machine pays
-# (roughly 1 min etcd, 1 min kwok, 3 min CoreDNS, 2 min registry, 6 min cosign, OAUTH2PROXY oauth2-proxy, 15-25 min for
+# (roughly 1 min etcd, 1 min kwok, 3 min CoreDNS, 2 min registry, 6 min cosign, 5 min oauth2-proxy, 15-25 min for
 # the six Kubernetes commands on 2 cores).
 #
 # Usage: ci/install-cluster-tools.sh            build what is missing
