@@ -1,5 +1,5 @@
 """`artifacts.type: gcs` and `azure` as the chart renders them, against real storage APIs on 127.0.0.1: Azurite
-(Microsoft's Azure Storage emulator, npm, `ci/install-azurite.sh`) and gcp-storage-emulator (PyPI) for Cloud Storage.
+(Microsoft's Azure Storage emulator, npm, `ci/install-npm-tools.sh`) and gcp-storage-emulator (PyPI) for Cloud Storage.
 
 For each scenario (`ci/artifacts-gcs-values.yaml`, `ci/artifacts-azure-values.yaml`) the rendered bucket hook creates
 the bucket/container (and finds it on a second run), the rendered `mlflow server` (its args and env, the existing
@@ -36,7 +36,7 @@ from mlflow.tracking import MlflowClient
 from harness import BIN, REPO, Proc, free_port, http_ok, trainer_env, wait_until
 
 HELM = REPO / ".tools" / "bin" / "helm"
-AZURITE = REPO / ".tools" / "npm" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE = REPO / ".tools" / "npm" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 CHART = REPO / "charts" / "mlflow-stack"
 # Azurite's well-known development account (documented by Microsoft, not a secret)
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -76,7 +76,7 @@ def azure_connection_string(port: int, key: str = AZURITE_KEY) -> str:
 @contextlib.contextmanager
 def start_azurite() -> Iterator[Store]:
     if not os.access(AZURITE, os.X_OK):
-        raise RuntimeError(f"{AZURITE} is missing: run `make setup` (ci/install-azurite.sh)")
+        raise RuntimeError(f"{AZURITE} is missing: run `make setup` (ci/install-npm-tools.sh)")
     from azure.storage.blob import BlobServiceClient
 
     root = Path(tempfile.mkdtemp(prefix="mlflow-stack-azurite-"))

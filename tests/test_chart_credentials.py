@@ -35,6 +35,7 @@ SENTINELS = {
     "server.auth.adminPassword": "sentinelAdminPassword8402",
     "artifacts.s3.accessKeyId": "sentinelAccessKeyId9503",
     "artifacts.s3.secretAccessKey": "sentinelSecretAccessKey0604",
+    "server.oidc.clientSecret": "sentinelOidcClientSecret1907",
 }
 # the existingSecret that excludes each explicit value (the chart refuses both)
 EXCLUSIVE = {
@@ -43,20 +44,27 @@ EXCLUSIVE = {
     "server.auth.adminPassword": "server.auth.existingSecret",
     "artifacts.s3.accessKeyId": "artifacts.s3.existingSecret",
     "artifacts.s3.secretAccessKey": "artifacts.s3.existingSecret",
+    "server.oidc.clientSecret": "server.oidc.existingSecret",
 }
 # existing Secrets without an explicit alternative (artifacts.type=azure's envFrom, gcs's key file)
 EXISTING_ONLY = ("artifacts.azure.existingSecret", "artifacts.gcs.existingSecret")
 # env names that carry a credential: they must come from a Secret (valueFrom), never be a literal value
-CREDENTIAL_ENV = re.compile(r"PASSWORD|SECRET_KEY|SECRET_ACCESS_KEY|ACCESS_KEY_ID|TOKEN|ROOT_USER")
+CREDENTIAL_ENV = re.compile(r"PASSWORD|SECRET_KEY|SECRET_ACCESS_KEY|ACCESS_KEY_ID|TOKEN|ROOT_USER|CLIENT_SECRET|COOKIE_SECRET")
 
 
 def backend_of(values: dict) -> str:
     return value_at(values, "backend.type") or "sqlite"
 
 
+def oidc_of(values: dict) -> bool:
+    return bool(value_at(values, "server.oidc.enabled"))
+
+
 def with_auth(args: list[str]) -> list[str]:
-    """The scenario with basic auth on, where the chart allows it (not with backend.type=mysql: the chart refuses it)."""
-    return args if backend_of(scenario_values(args)) == "mysql" else args + ["--set", "server.auth.enabled=true"]
+    """The scenario with basic auth on, where the chart allows it (not with backend.type=mysql nor server.oidc: the chart
+    refuses both)."""
+    values = scenario_values(args)
+    return args if backend_of(values) == "mysql" or oidc_of(values) else args + ["--set", "server.auth.enabled=true"]
 
 
 def render(tmp_path: Path, args: list[str]) -> str:
@@ -110,7 +118,8 @@ def test_explicit_credentials_appear_only_in_secret_data(tmp_path: Path, scenari
     # the other backends' passwords: set in vain with SQLite, refused next to backend.type=mysql (as is basic auth)
     sentinels = {k: v for k, v in SENTINELS.items() if not value_at(values, EXCLUSIVE[k])
                  and (not k.startswith("backend.") or k.startswith(f"backend.{backend}.") or backend == "sqlite")
-                 and not (k.startswith("server.auth.") and backend == "mysql")  # no basic auth on MySQL
+                 and not (k.startswith("server.auth.") and (backend == "mysql" or oidc_of(values)))  # no basic auth
+                 and (not k.startswith("server.oidc.") or oidc_of(values))  # the OIDC client secret with OIDC only
                  and not (k.startswith("artifacts.s3.") and value_at(values, "artifacts.type") not in (None, "s3"))}
     sets = [a for k, v in sentinels.items() for a in ("--set", f"{k}={v}")]
     forms = set(sentinels.values()) | {base64.b64encode(v.encode()).decode() for v in sentinels.values()}
@@ -129,11 +138,11 @@ def test_explicit_credentials_appear_only_in_secret_data(tmp_path: Path, scenari
     for key, sentinel in sentinels.items():
         if not key.startswith("backend.") or key.startswith(f"backend.{backend}."):  # SQLite: no database Secret at all
             assert sentinel in secrets_data, f"{scenario}: {key} is in no rendered Secret"
-    # the derived Flask key is as secret as the admin password: it must stay in the Secret too
-    flask = [d for d in docs if d["kind"] == "Secret" and "flask-secret-key" in (d.get("data") or {})]
-    for doc in flask:
-        key = base64.b64decode(doc["data"]["flask-secret-key"]).decode()
-        assert not any(key in yaml.safe_dump(d) for d in docs if d["kind"] != "Secret"), "the Flask key leaked"
+    # the derived Flask and cookie keys are as secret as the admin password and client secret: they stay in the Secret
+    for derived in ("flask-secret-key", "cookie-secret"):
+        for doc in [d for d in docs if d["kind"] == "Secret" and derived in (d.get("data") or {})]:
+            key = base64.b64decode(doc["data"][derived]).decode()
+            assert not any(key in yaml.safe_dump(d) for d in docs if d["kind"] != "Secret"), f"the {derived} leaked"
     assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(("-postgresql", "-mysql", "-auth"))], \
         f"{scenario}: the hook generates a credential that is set explicitly"
 

@@ -65,7 +65,8 @@ def test_artifacthub_images_are_the_images_the_chart_renders(tmp_path: Path) -> 
     defaults = helm(tmp_path, "template", "t", str(CHART), "-n", "ml", "--set", "backend.type=postgresql")
     gpu = helm(tmp_path, "template", "t", str(CHART), "-n", "ml", "--set", "backend.type=postgresql",
                "-f", str(CHART / "values-gpu.yaml"))  # fmt: skip
-    rendered = images_in(defaults) | images_in(gpu)
+    oidc = helm(tmp_path, "template", "t", str(CHART), "-n", "ml", "-f", str(CHART / "ci" / "oidc-values.yaml"))
+    rendered = images_in(defaults) | images_in(gpu) | images_in(oidc)  # the oauth2-proxy sidecar of server.oidc too
     # A release may pin an annotated image by digest as well (repository:tag@sha256:...); the tag is what must match.
     listed = [entry["image"].split("@")[0] for entry in annotated_images()]
     assert len(listed) == len(set(listed)), f"an image is listed twice: {listed}"

@@ -187,6 +187,76 @@ helm.sh/resource-policy: keep
 {{- .Values.server.auth.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "auth")) -}}
 {{- end -}}
 
+{{/* Secret with the oauth2-proxy client and cookie secrets: server.oidc.existingSecret, else the rendered <fullname>-oidc. */}}
+{{- define "mlflow-stack.oidc.secretName" -}}
+{{- .Values.server.oidc.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "oidc")) -}}
+{{- end -}}
+
+{{/* OIDC redirect URL: server.oidc.redirectUrl, else https://<first Ingress host or HTTPRoute hostname><staticPrefix>/oauth2/callback, else empty (oauth2-proxy derives it from the request). */}}
+{{- define "mlflow-stack.oidc.redirectUrl" -}}
+{{- $host := "" -}}
+{{- if and .Values.ingress.enabled .Values.ingress.hosts -}}
+{{- $host = (first .Values.ingress.hosts).host -}}
+{{- else if and .Values.httpRoute.enabled .Values.httpRoute.hostnames -}}
+{{- $host = first .Values.httpRoute.hostnames -}}
+{{- end -}}
+{{- if .Values.server.oidc.redirectUrl -}}
+{{- .Values.server.oidc.redirectUrl -}}
+{{- else if $host -}}
+{{- printf "https://%s%s/oauth2/callback" $host .Values.server.staticPrefix -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TCP port of server.oidc.issuerUrl (for the server's egress rule): the URL's port, else 80 for http, else 443. */}}
+{{- define "mlflow-stack.oidc.issuerPort" -}}
+{{- $url := urlParse .Values.server.oidc.issuerUrl -}}
+{{- if contains ":" $url.host -}}
+{{- splitList ":" $url.host | last -}}
+{{- else -}}
+{{- ternary 80 443 (eq $url.scheme "http") -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The oauth2-proxy arguments (no secrets: those come from the environment), built in one place from server.oidc. */}}
+{{- define "mlflow-stack.oidc.args" -}}
+{{- $s := .Values.server -}}
+{{- $o := $s.oidc -}}
+- --provider=oidc
+- --oidc-issuer-url={{ $o.issuerUrl }}
+- --client-id={{ $o.clientId }}
+{{- if $s.tls.enabled }}
+{{- $dir := include "mlflow-stack.tls.serverDir" . }}
+- --https-address=0.0.0.0:4180
+- --tls-cert-file={{ $dir }}/tls.crt
+- --tls-key-file={{ $dir }}/tls.key
+{{- /* the certificate names the Service, not 127.0.0.1: the hop never leaves the pod's network namespace */}}
+- --upstream=https://127.0.0.1:5000/
+- --ssl-upstream-insecure-skip-verify=true
+{{- else }}
+- --http-address=0.0.0.0:4180
+- --upstream=http://127.0.0.1:5000/
+{{- end }}
+- --proxy-prefix={{ $s.staticPrefix }}/oauth2
+{{- with include "mlflow-stack.oidc.redirectUrl" . }}
+- --redirect-url={{ . }}
+{{- end }}
+- --scope={{ join " " $o.scopes }}
+{{- range ($o.emailDomains | default (list "*")) }}
+- --email-domain={{ . }}
+{{- end }}
+{{- range $o.allowedGroups }}
+- --allowed-group={{ . }}
+{{- end }}
+- --code-challenge-method=S256
+- --skip-provider-button=true
+- --reverse-proxy=true
+- --cookie-secure=true
+- --silence-ping-logging=true
+{{- with $o.extraArgs }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{/* Host of the PostgreSQL server: the bundled StatefulSet's Service or backend.postgresql.host. */}}
 {{- define "mlflow-stack.postgresql.host" -}}
 {{- if .Values.backend.postgresql.bundled -}}

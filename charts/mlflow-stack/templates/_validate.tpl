@@ -188,6 +188,41 @@
   {{- end -}}
   {{- end -}}
 {{- end -}}
+{{- $o := $s.oidc -}}
+{{- if $o.enabled -}}
+  {{- range $f := list "issuerUrl" "clientId" -}}
+    {{- if not (get $o $f) -}}
+      {{- $errors = append $errors (printf "server.oidc.%s is required when server.oidc.enabled=true" $f) -}}
+    {{- end -}}
+  {{- end -}}
+  {{- if not (or $o.clientSecret $o.existingSecret) -}}
+    {{- $errors = append $errors (printf "server.oidc.clientSecret or server.oidc.existingSecret (keys %s and %s) is required when server.oidc.enabled=true" $o.clientSecretKey $o.cookieSecretKey) -}}
+  {{- end -}}
+  {{- if and $o.clientSecret $o.existingSecret -}}
+    {{- $errors = append $errors "server.oidc.clientSecret and server.oidc.existingSecret are exclusive: the client secret comes from one place" -}}
+  {{- end -}}
+  {{- if not (or $o.emailDomains $o.allowedGroups) -}}
+    {{- $errors = append $errors "server.oidc.emailDomains or server.oidc.allowedGroups must say who may log in, e.g. emailDomains: [example.com] (\"*\" admits every account of the provider)" -}}
+  {{- end -}}
+  {{- if $s.auth.enabled -}}
+    {{- $errors = append $errors "server.oidc.enabled=true with server.auth.enabled=true: the browser's login is the provider's, and MLflow's basic auth would ask it for a second password on every request; set server.auth.enabled=false (the NetworkPolicy keeps MLflow's own port to this release's pods)" -}}
+  {{- end -}}
+  {{- if not $v.networkPolicy.enabled -}}
+    {{- $errors = append $errors "server.oidc.enabled=true needs networkPolicy.enabled=true: MLflow's own port has no login behind the proxy, and only the server's NetworkPolicy keeps it to this release's pods (any other pod reaching port 5000 would bypass the login)" -}}
+  {{- end -}}
+  {{- if $s.metrics.serviceMonitor.enabled -}}
+    {{- $errors = append $errors "server.metrics.serviceMonitor.enabled=true with server.oidc.enabled=true: Prometheus would scrape MLflow's own port, which the NetworkPolicy keeps to this release's pods behind the login; scrape it another way or turn one off" -}}
+  {{- end -}}
+  {{- $callback := printf "%s/oauth2/callback" $s.staticPrefix -}}
+  {{- if and $o.redirectUrl (not (hasSuffix $callback $o.redirectUrl)) -}}
+    {{- $errors = append $errors (printf "server.oidc.redirectUrl=%s must end in %s (server.staticPrefix + /oauth2/callback), where oauth2-proxy serves the callback" $o.redirectUrl $callback) -}}
+  {{- end -}}
+  {{- range $o.extraArgs -}}
+    {{- if regexMatch "^--(client-secret|cookie-secret)(=|$)" (toString .) -}}
+      {{- $errors = append $errors (printf "server.oidc.extraArgs %s: secrets do not go on the command line; they come from server.oidc.clientSecret/existingSecret" (regexReplaceAll "=.*" (toString .) "=...")) -}}
+    {{- end -}}
+  {{- end -}}
+{{- end -}}
 {{- $sv := $v.serving -}}
 {{- if $sv.enabled -}}
   {{- /* the alias's characters are the schema's (as for training's aliases); MLflow's reserved ones named here */ -}}
