@@ -15,7 +15,8 @@ help:
 	@echo "              pinned by digest; TRAINER_VARIANTS=cuda releases one trainer build; PUSH=1 pushes"
 	@echo "              both to the OCI registry, signs the images (COSIGN_KEY) and prints the helm install line"
 
-setup: setup-python setup-tools
+setup:
+	@bash ci/setup.sh
 
 setup-python:
 	@bash ci/setup-python.sh

@@ -25,8 +25,7 @@ for w in "${wanted[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  bash ci/apt-install.sh --no-install-recommends "${missing[@]}"
 fi
 for w in "${wanted[@]}"; do
   pkg=${w%%:*} pin=${w#*:} v=$(installed_version "${w%%:*}")

@@ -22,7 +22,7 @@ log() { printf '== install-npm-tools: %s\n' "$*" >&2; }
 
 if ! command -v npm >/dev/null; then
   log "installing Debian's nodejs and npm"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  bash ci/apt-install.sh nodejs npm
 fi
 
 for spec in "${NPM_TOOLS[@]}"; do

@@ -16,7 +16,7 @@ command -v unshare >/dev/null || missing+=(util-linux)
 command -v chromium >/dev/null || missing+=(chromium)  # headless browser of tests/test_ui.py
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${missing[*]}"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  bash ci/apt-install.sh "${missing[@]}"
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
