@@ -42,6 +42,7 @@ store() {
     chmod 755 "$OUT"; touch "$OUT/.complete"
     rm -rf "${STORE:?}/$key"; mv "$OUT" "$STORE/$key"
     log "built $key in $(( $(date +%s) - start ))s"
+    python3 ci/lib/ledger.py add setup "built $key" "$(( $(date +%s) - start ))"
   fi
 }
 

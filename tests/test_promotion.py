@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from mlflow.entities import Metric
@@ -20,20 +20,25 @@ from trainer import promotion, tracking
 METRIC = "best/metrics/mAP_0.5"
 MODEL = "detector"
 
-# One promoter, as `trainer train` runs it at the end of a training: register this run's version, then promote.
+# One promoter, as `trainer train` runs it at the end of a training: register this run's version, then promote. It
+# imports once, says "ready", then takes one job a line ([url, run_id, start, mode]) and answers one JSON line: a pool
+# of them promotes round after round without paying the interpreter start-up per round.
 PROMOTER = """
 import json, sys, time
 from mlflow.tracking import MlflowClient
 from trainer import promotion, tracking
-url, run_id, start, mode = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-client = MlflowClient(url)
-time.sleep(max(0.0, start - time.time()))  # every promoter starts at the same instant
-version = tracking.retry("registering", lambda: tracking.register_model(client, run_id, "detector", ""),
-                         time.monotonic() + 60, transient=tracking.is_transient)
-decision = promotion.promote(client, "detector", version, "champion", "best/metrics/mAP_0.5", mode,
-                             time.monotonic() + 120)
-print(json.dumps({"version": version, "promoted": decision.promoted, "message": decision.message}))
+print("ready", flush=True)
+for line in sys.stdin:
+    url, run_id, start, mode = json.loads(line)
+    client = MlflowClient(url)
+    time.sleep(max(0.0, start - time.time()))  # every promoter starts at the same instant
+    version = tracking.retry("registering", lambda: tracking.register_model(client, run_id, "detector", ""),
+                             time.monotonic() + 60, transient=tracking.is_transient)
+    decision = promotion.promote(client, "detector", version, "champion", "best/metrics/mAP_0.5", mode,
+                                 time.monotonic() + 120)
+    print(json.dumps({"version": version, "promoted": decision.promoted, "message": decision.message}), flush=True)
 """
+PROMOTERS = 5  # finishers per round
 
 
 def run_with_metric(client: MlflowClient, experiment_id: str, value: float | None) -> str:
@@ -104,19 +109,43 @@ def test_a_rollback_by_hand_is_not_undone_by_the_next_promotion(server: MlflowSe
     assert client.get_model_version_by_alias("rolled-back", "champion").version == new
 
 
-def promote_at_once(url: str, run_ids: list[str], mode: str = "max") -> list[dict]:
-    start = time.time() + 15  # all interpreters are up and have imported mlflow by then
-    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER, url, run_id, str(start), mode], env=trainer_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for run_id in run_ids]  # fmt: skip
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+@pytest.fixture(scope="module")
+def promote_at_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str, list[str]], list[dict]]]:
+    """PROMOTERS promoter processes, started once for the module's rounds: each round gives each one a run, and all
+    of them register and promote at the same instant."""
+    logs = tmp_path_factory.mktemp("promoters")
+    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER], env=trainer_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=(logs / f"{i}.log").open("w"), text=True)
+             for i in range(PROMOTERS)]  # fmt: skip
+
+    def answer(i: int) -> str:
+        line = procs[i].stdout.readline()  # the process either answers or ends (EOF): no wait without a bound
+        assert line, f"promoter {i} ended (exit {procs[i].wait()}):\n{(logs / f'{i}.log').read_text()[-3000:]}"
+        return line
+
+    def at_once(url: str, run_ids: list[str]) -> list[dict]:
+        assert len(run_ids) == PROMOTERS
+        start = time.time() + 0.5  # every promoter is idle on its stdin: half a second reaches them all
+        for proc, run_id in zip(procs, run_ids):
+            proc.stdin.write(json.dumps([url, run_id, start, "max"]) + "\n")
+            proc.stdin.flush()
+        return [json.loads(answer(i)) for i in range(PROMOTERS)]
+
+    try:
+        assert [answer(i).strip() for i in range(PROMOTERS)] == ["ready"] * PROMOTERS
+        yield at_once
+    finally:
+        for proc in procs:
+            proc.stdin.close()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
-def assert_concurrent_promotions_end_on_the_best(url: str) -> None:
+def assert_concurrent_promotions_end_on_the_best(url: str, promote_at_once: Callable[[str, list[str]], list[dict]]) -> None:
     client = MlflowClient(url)
     exp = client.create_experiment("promote-race")
     holder, _ = register_and_promote(client, run_with_metric(client, exp, 0.35))  # yesterday's champion
@@ -134,15 +163,16 @@ def assert_concurrent_promotions_end_on_the_best(url: str) -> None:
             assert "promotion.champion" in client.get_model_version(MODEL, r["version"]).tags
 
 
-def test_concurrent_finishers_leave_the_alias_on_the_best_sqlite(mlflow_server_factory) -> None:
+def test_concurrent_finishers_leave_the_alias_on_the_best_sqlite(mlflow_server_factory, promote_at_once) -> None:
     server: MlflowServer = mlflow_server_factory(workers=chart_server_workers())
-    assert_concurrent_promotions_end_on_the_best(server.url)
+    assert_concurrent_promotions_end_on_the_best(server.url, promote_at_once)
 
 
-def test_concurrent_finishers_leave_the_alias_on_the_best_postgres(mlflow_server_factory, postgres: Postgres) -> None:
+def test_concurrent_finishers_leave_the_alias_on_the_best_postgres(mlflow_server_factory, postgres: Postgres,
+                                                                   promote_at_once) -> None:  # fmt: skip
     server: MlflowServer = mlflow_server_factory(postgres.create_database("mlflow_promote"),
                                                  workers=chart_server_workers())  # fmt: skip
-    assert_concurrent_promotions_end_on_the_best(server.url)
+    assert_concurrent_promotions_end_on_the_best(server.url, promote_at_once)
 
 
 @pytest.mark.parametrize(

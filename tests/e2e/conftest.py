@@ -87,7 +87,12 @@ def namespace(node, release, request):
                  "pod-security.kubernetes.io/enforce-version=latest")  # fmt: skip
     release.pull_secret(name)
     yield name
-    node.kubectl("delete", "namespace", name, "--wait=true", check=False, timeout=300)
+    # Terminating first (no controller may create a pod in it any more), then its pods stopped at once: their grace
+    # periods (the trainer's 120 s, PostgreSQL waiting for its clients) would only make the next test wait. SIGTERM
+    # handling is what the tests themselves prove.
+    node.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    node.kubectl("delete", "pods", "--all", "-n", name, "--force", "--grace-period=0", check=False)
+    node.kubectl("wait", "--for=delete", f"namespace/{name}", "--timeout=300s", check=False, timeout=330)
 
 
 @pytest.hookimpl(hookwrapper=True)
