@@ -305,6 +305,20 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- end -}}
 
+{{/* Egress rule to the Kubernetes API server (credentials hook, serving follower): networkPolicy.apiServerPorts, to networkPolicy.apiServerCIDRs when set. */}}
+{{- define "mlflow-stack.networkPolicy.apiServerRule" -}}
+- ports:
+    {{- range .Values.networkPolicy.apiServerPorts }}
+    - {port: {{ int . }}, protocol: TCP}
+    {{- end }}
+  {{- with .Values.networkPolicy.apiServerCIDRs }}
+  to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- end }}
+  {{- end }}
+{{- end -}}
+
 {{/* Artifact destination by artifacts.type: s3://<bucket>, gs://<bucket> or wasbs://<container>@<account>.blob.core.windows.net, then [/<prefix>]. */}}
 {{- define "mlflow-stack.artifactsDestination" -}}
 {{- $a := .Values.artifacts -}}
