@@ -207,14 +207,19 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- end -}}
 
-{{/* TCP port of server.oidc.issuerUrl (for the server's egress rule): the URL's port, else 80 for http, else 443. */}}
-{{- define "mlflow-stack.oidc.issuerPort" -}}
-{{- $url := urlParse .Values.server.oidc.issuerUrl -}}
-{{- if contains ":" $url.host -}}
+{{/* TCP port of an http(s) URL (for egress rules): its explicit port, else 80 for http, else 443. */}}
+{{- define "mlflow-stack.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- if regexMatch ":[0-9]+$" $url.host -}}
 {{- splitList ":" $url.host | last -}}
 {{- else -}}
 {{- ternary 80 443 (eq $url.scheme "http") -}}
 {{- end -}}
+{{- end -}}
+
+{{/* TCP port of the OIDC provider (the server's egress rule): networkPolicy.issuerPort (the provider pod's port), else server.oidc.issuerUrl's. */}}
+{{- define "mlflow-stack.oidc.issuerPort" -}}
+{{- .Values.networkPolicy.issuerPort | default (include "mlflow-stack.urlPort" .Values.server.oidc.issuerUrl) | int -}}
 {{- end -}}
 
 {{/* The oauth2-proxy arguments (no secrets: those come from the environment), built in one place from server.oidc. */}}
@@ -293,16 +298,7 @@ helm.sh/resource-policy: keep
 
 {{/* TCP port of the S3 endpoint (for egress rules): networkPolicy.s3Port, else the URL's port, else 80 for http, else 443 (also AWS S3). */}}
 {{- define "mlflow-stack.s3.port" -}}
-{{- if .Values.networkPolicy.s3Port -}}
-{{- int .Values.networkPolicy.s3Port -}}
-{{- else -}}
-{{- $url := urlParse (include "mlflow-stack.s3.endpoint" . | default "https://s3.amazonaws.com") -}}
-{{- if contains ":" $url.host -}}
-{{- splitList ":" $url.host | last -}}
-{{- else -}}
-{{- ternary 80 443 (eq $url.scheme "http") -}}
-{{- end -}}
-{{- end -}}
+{{- .Values.networkPolicy.s3Port | default (include "mlflow-stack.urlPort" (include "mlflow-stack.s3.endpoint" . | default "https://s3.amazonaws.com")) | int -}}
 {{- end -}}
 
 {{/* Egress rule to the Kubernetes API server (credentials hook, serving follower): networkPolicy.apiServerPorts, to networkPolicy.apiServerCIDRs when set. */}}

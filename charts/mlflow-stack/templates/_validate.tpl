@@ -101,6 +101,14 @@
 {{- if and $v.networkPolicy.enabled (not $v.objectStore.enabled) $s3.existingSecret (not $s3.endpointUrl) (not $v.networkPolicy.s3Port) -}}
   {{- $errors = append $errors "networkPolicy.enabled=true with artifacts.s3.existingSecret and no artifacts.s3.endpointUrl: the S3 endpoint comes from the Secret, so the port its egress rule must open is unknown at template time; set networkPolicy.s3Port (e.g. 9000 for MinIO, 443 for AWS S3) or artifacts.s3.endpointUrl (it wins over the Secret's MLFLOW_S3_ENDPOINT_URL)" -}}
 {{- end -}}
+{{- /* a port override that no rule uses would silently change nothing */ -}}
+{{- $np := $v.networkPolicy -}}
+{{- if and $np.databasePort (or (eq $v.backend.type "sqlite") (and (eq $v.backend.type "postgresql") $pg.bundled)) -}}
+  {{- $errors = append $errors (printf "networkPolicy.databasePort=%v applies to an external PostgreSQL or MySQL server only (backend.type=%s%s): leave it empty" $np.databasePort $v.backend.type (ternary " with the bundled PostgreSQL" "" (eq $v.backend.type "postgresql"))) -}}
+{{- end -}}
+{{- if and $np.issuerPort (not $s.oidc.enabled) -}}
+  {{- $errors = append $errors (printf "networkPolicy.issuerPort=%v needs server.oidc.enabled=true (it is the OIDC provider's port): leave it empty" $np.issuerPort) -}}
+{{- end -}}
 {{- if and $v.objectStore.enabled $s3.endpointUrl -}}
   {{- $errors = append $errors "artifacts.s3.endpointUrl must be empty when objectStore.enabled=true (the bundled store's Service is used)" -}}
 {{- end -}}
