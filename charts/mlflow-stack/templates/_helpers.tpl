@@ -315,6 +315,17 @@ helm.sh/resource-policy: keep
   {{- end }}
 {{- end -}}
 
+{{/* Pod components that use training.trackingUri (training, serving and its follower, as enabled), as JSON; empty list without an external tracking URI. */}}
+{{- define "mlflow-stack.trackingUri.externalClients" -}}
+{{- $c := list -}}
+{{- $uri := .Values.training.trackingUri -}}
+{{- if and $uri (ne $uri (include "mlflow-stack.trackingUri" .)) -}}
+{{- if .Values.training.enabled }}{{ $c = append $c "training" }}{{ end -}}
+{{- if .Values.serving.enabled }}{{ $c = concat $c (list "serving" "serving-follower") }}{{ end -}}
+{{- end -}}
+{{- toJson $c -}}
+{{- end -}}
+
 {{/* Artifact destination by artifacts.type: s3://<bucket>, gs://<bucket> or wasbs://<container>@<account>.blob.core.windows.net, then [/<prefix>]. */}}
 {{- define "mlflow-stack.artifactsDestination" -}}
 {{- $a := .Values.artifacts -}}

@@ -109,6 +109,9 @@
 {{- if and $np.issuerPort (not $s.oidc.enabled) -}}
   {{- $errors = append $errors (printf "networkPolicy.issuerPort=%v needs server.oidc.enabled=true (it is the OIDC provider's port): leave it empty" $np.issuerPort) -}}
 {{- end -}}
+{{- if and $np.trackingPort (eq (include "mlflow-stack.trackingUri.externalClients" .) "[]") -}}
+  {{- $errors = append $errors (printf "networkPolicy.trackingPort=%v needs an external training.trackingUri used by training.enabled or serving.enabled (the chart's own server needs no port): leave it empty" $np.trackingPort) -}}
+{{- end -}}
 {{- if and $v.objectStore.enabled $s3.endpointUrl -}}
   {{- $errors = append $errors "artifacts.s3.endpointUrl must be empty when objectStore.enabled=true (the bundled store's Service is used)" -}}
 {{- end -}}
