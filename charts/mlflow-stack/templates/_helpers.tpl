@@ -301,6 +301,24 @@ helm.sh/resource-policy: keep
 {{- .Values.networkPolicy.s3Port | default (include "mlflow-stack.urlPort" (include "mlflow-stack.s3.endpoint" . | default "https://s3.amazonaws.com")) | int -}}
 {{- end -}}
 
+{{/* Egress rules to the cloud's credential endpoints for the storage credential mode that fetches its tokens there, else empty: GCS without a key file (GKE metadata server: 169.254.169.254:80 on Dataplane V2, 169.254.169.252:988 on Calico clusters), S3 without keys nor IRSA (EKS Pod Identity agent, then the EC2 instance profile; IPv4 and IPv6). */}}
+{{- define "mlflow-stack.artifacts.metadataEgress" -}}
+{{- $a := .Values.artifacts -}}
+{{- if and (eq $a.type "gcs") (not $a.gcs.existingSecret) }}
+- ports: [{port: 80, protocol: TCP}]
+  to: [{ipBlock: {cidr: 169.254.169.254/32}}]
+- ports: [{port: 988, protocol: TCP}]
+  to: [{ipBlock: {cidr: 169.254.169.252/32}}]
+{{- else if and (eq $a.type "s3") (not .Values.objectStore.enabled) (not $a.s3.existingSecret) (not $a.s3.accessKeyId) (not (hasKey (.Values.serviceAccount.annotations | default dict) "eks.amazonaws.com/role-arn")) }}
+- ports: [{port: 80, protocol: TCP}]
+  to:
+    - ipBlock: {cidr: 169.254.170.23/32}
+    - ipBlock: {cidr: "fd00:ec2::23/128"}
+    - ipBlock: {cidr: 169.254.169.254/32}
+    - ipBlock: {cidr: "fd00:ec2::254/128"}
+{{- end -}}
+{{- end -}}
+
 {{/* Egress rule to the Kubernetes API server (credentials hook, serving follower): networkPolicy.apiServerPorts, to networkPolicy.apiServerCIDRs when set. */}}
 {{- define "mlflow-stack.networkPolicy.apiServerRule" -}}
 - ports:
