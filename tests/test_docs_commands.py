@@ -1,4 +1,5 @@
-"""Every `helm install`/`upgrade`/`template` command of the docs renders as written.
+"""Every `helm install`/`upgrade`/`template` command of the docs renders as written; every request to the scoring
+server sends its image from a file.
 
 The commands are taken from the shell blocks of README.md, docs/*.md, the chart's README and NOTES.txt, and run by
 a real bash (so quoting mistakes fail as they would for a user) in which `helm` is a function that turns
@@ -21,6 +22,7 @@ from harness import REPO
 from test_chart_metadata import CHART, CHART_YAML, TOOLS, images_in
 from test_docs import SHELL_LANGS, split_blocks
 
+NOTES = CHART / "templates" / "NOTES.txt"
 IMAGES_FILE = "my-images.yaml"
 VALUES_FILE = re.compile(r"^#\s*([\w.-]+\.ya?ml)\b")
 HELM_RENDER = re.compile(r"^helm\s+(install|upgrade|template)\s")
@@ -94,10 +96,25 @@ def shell_lines(page: Path) -> list[tuple[int, str]]:
 def doc_commands() -> list[tuple[str, str]]:
     """(page:line, command) of every helm command that renders a chart."""
     found = []
-    for page in [*doc_pages(), CHART / "templates" / "NOTES.txt"]:
+    for page in [*doc_pages(), NOTES]:
         for number, command in commands(shell_lines(page)):
             if HELM_RENDER.match(command):
                 found.append((f"{page.relative_to(REPO)}:{number}", command))
+    return found
+
+
+def scoring_examples() -> list[tuple[str, str]]:
+    """(page:line, script) of each documented request to the scoring server: the curl to /invocations, after the
+    command before it when that one writes the request body. tests/test_model.py runs them."""
+    found = []
+    for page in [*doc_pages(), NOTES]:
+        found_commands = commands(shell_lines(page))
+        for i, (number, command) in enumerate(found_commands):
+            if command.startswith("curl") and "/invocations" in command:
+                script = [command]
+                if i and "payload.json" in found_commands[i - 1][1]:
+                    script.insert(0, found_commands[i - 1][1])
+                found.append((f"{page.relative_to(REPO)}:{number}", "\n".join(script)))
     return found
 
 
@@ -124,8 +141,17 @@ def test_the_docs_have_helm_commands_and_the_images_file() -> None:
 
 def test_no_doc_uses_the_images_variable() -> None:
     """`$IMAGES` is empty in a new shell and one word in zsh; the values file replaced it."""
-    for page in [*doc_pages(), CHART / "templates" / "NOTES.txt", CHART / "README.md.gotmpl"]:
+    for page in [*doc_pages(), NOTES, CHART / "README.md.gotmpl"]:
         assert "$IMAGES" not in page.read_text(), page
+
+
+def test_scoring_examples_send_the_image_from_a_file() -> None:
+    """Linux limits one argument to 128 KiB: `-d "...$(base64 photo.jpg)..."` fails for an ordinary photo."""
+    examples = scoring_examples()
+    pages = {where.split(":")[0] for where, _ in examples}
+    assert {"README.md", "docs/serving.md", "docs/model.md", "charts/mlflow-stack/templates/NOTES.txt"} <= pages
+    for where, script in examples:
+        assert "$(" not in script and "-d @payload.json" in script and "{{" not in script, f"{where}: {script}"
 
 
 @pytest.mark.parametrize("where,command", COMMANDS, ids=[where for where, _ in COMMANDS])
