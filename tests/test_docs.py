@@ -12,6 +12,7 @@ that is the proof they can fail.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -207,3 +208,35 @@ def test_checkers_report_each_kind_of_rot(tmp_path: Path) -> None:
         "README.md: `make tset`: no such target in the Makefile",
     ])
     assert unlinked_docs(tmp_path) == ["orphan.md"]
+
+
+def test_trainer_doc_names_every_param_and_tag_a_run_gets(tmp_path: Path) -> None:
+    """docs/trainer.md's table of what a run records names each param (but the `hyp/*` ones) and each tag the trainer
+    sets, distributed ones included."""
+    from trainer.cli import build_parser
+    from trainer.config import resolve
+    from trainer.runner import ENV_TAGS, run_params, run_tags
+
+    args = build_parser().parse_args(["train", "--nproc-per-node", "2", "--sweep", "s", "--variant", "v"])
+    config = resolve(args, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"})
+    hyp = tmp_path / "hyp.yaml"
+    hyp.write_text("lr0: 0.01\n")
+    table = (ROOT / "docs" / "trainer.md").read_text().split("## What a run records in MLflow")[1].split("\n## ")[0]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    params = [k for k in run_params(config, "cpu", hyp) if not k.startswith("hyp/")]
+    tags = run_tags(config, {var: "x" for var in ENV_TAGS})
+    assert [k for k in params if f"`{k}`" not in rows["params (logged once, before training)"]] == []
+    assert [k for k in tags if f"`{k}`" not in rows["tags"]] == []
+
+
+def test_release_tag_example_names_the_charts_version() -> None:
+    """docs/releasing.md's tag is the one the release workflow accepts (`ci/version_check.py --expect-tag`)."""
+    import yaml
+
+    [block] = [b for lang, b in split_blocks((ROOT / "docs" / "releasing.md").read_text())[1] if "git tag" in "".join(b)]
+    before_tag = "\n".join(line for line in block if not line.startswith("git "))
+    tag = subprocess.run(["bash", "-c", before_tag + '\necho "$tag"'], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.strip()  # fmt: skip
+    version = yaml.safe_load((ROOT / "charts" / "mlflow-stack" / "Chart.yaml").read_text())["version"]
+    assert tag == f"mlflow-stack-{version}"
+    assert 'git tag "$tag" && git push origin "$tag"' in block

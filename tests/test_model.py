@@ -1,5 +1,6 @@
 """The trained detector as an MLflow Model: one tiny training (module fixture) registers it; then it is loaded by
-alias, compared with YOLOv5's own inference, served by `mlflow models serve`, and called by `trainer predict`."""
+alias, compared with YOLOv5's own inference, served by `trainer serve` (also with the curl examples of the docs),
+and called by `trainer predict`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from PIL import Image
 
 from harness import (MlflowServer, Postgres, S3, Proc, free_port, http_json, http_ok, tiny_train_args, trainer_cmd,
                      trainer_env, wait_until)  # fmt: skip
+from test_docs_commands import scoring_examples
 from trainer.dataset import _sample
 
 pytestmark = pytest.mark.slow
@@ -187,11 +189,17 @@ def test_bad_input_is_the_callers_error_and_empty_input_gives_no_rows(model) -> 
     assert len(model.predict(pd.DataFrame({"image": [generated(128)]}))) == 0  # default conf 0.25: nothing sure
 
 
-def test_trainer_serve_pins_the_version_and_check_serving_passes(trained: Trained) -> None:
-    """`trainer serve` (the serving pod's process) runs MLflow's scoring server on the pinned version; the chart's
-    helm test (`trainer check-serving`) gets rows with the documented columns and a 400 naming a non-image."""
-    client = MlflowClient(trained.server.url)
-    version = client.get_model_version_by_alias(MODEL, "champion").version
+@dataclass(frozen=True)
+class Served:
+    url: str
+    version: str
+    proc: Proc
+
+
+@pytest.fixture(scope="module")
+def served(trained: Trained) -> Iterator[Served]:
+    """`trainer serve` (the serving pod's process): MLflow's scoring server on the pinned version."""
+    version = MlflowClient(trained.server.url).get_model_version_by_alias(MODEL, "champion").version
     port = free_port()
     proc = Proc(trainer_cmd("serve", "--model", MODEL, "--alias", "champion", "--version", version, "--host",
                             "127.0.0.1", "--port", str(port)), trained.workdir / "serve.log",
@@ -199,22 +207,54 @@ def test_trainer_serve_pins_the_version_and_check_serving_passes(trained: Traine
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_ok(f"{url}/ping"), 300, "trainer serve", proc)
-        assert f"serving models:/{MODEL}/{version} (pinned from alias @champion)" in proc.tail()
-        image = base64.b64encode(generated(128)).decode()
-        split = {"columns": ["image"], "data": [[image]]}
-        status, body = http_json("POST", f"{url}/invocations", {"dataframe_split": split, "params": LOW})
-        assert status == 200, body
-        assert body["predictions"] and set(body["predictions"][0]) == set(COLUMNS)
-        bad = {"columns": ["image"], "data": [[image], [base64.b64encode(b"not an image").decode()]]}
-        status, body = http_json("POST", f"{url}/invocations", {"dataframe_split": bad})
-        assert status == 400, body
-        assert "image row 1: not a decodable JPEG or PNG image" in body["message"]
-        check = subprocess.run(trainer_cmd("check-serving", "--url", url), env=trainer_env(), capture_output=True,
-                               text=True, timeout=300)  # fmt: skip
-        assert check.returncode == 0, check.stdout + check.stderr
-        assert "detections with columns image_index, xmin" in check.stdout
+        yield Served(url, version, proc)
     finally:
         proc.stop()
+
+
+def test_trainer_serve_pins_the_version_and_check_serving_passes(served: Served) -> None:
+    """`trainer serve` serves the pinned version; the chart's helm test (`trainer check-serving`) gets rows with the
+    documented columns and a 400 naming a non-image."""
+    url = served.url
+    assert f"serving models:/{MODEL}/{served.version} (pinned from alias @champion)" in served.proc.tail()
+    image = base64.b64encode(generated(128)).decode()
+    split = {"columns": ["image"], "data": [[image]]}
+    status, body = http_json("POST", f"{url}/invocations", {"dataframe_split": split, "params": LOW})
+    assert status == 200, body
+    assert body["predictions"] and set(body["predictions"][0]) == set(COLUMNS)
+    bad = {"columns": ["image"], "data": [[image], [base64.b64encode(b"not an image").decode()]]}
+    status, body = http_json("POST", f"{url}/invocations", {"dataframe_split": bad})
+    assert status == 400, body
+    assert "image row 1: not a decodable JPEG or PNG image" in body["message"]
+    check = subprocess.run(trainer_cmd("check-serving", "--url", url), env=trainer_env(), capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "detections with columns image_index, xmin" in check.stdout
+
+
+def test_documented_curl_examples_score_a_photo_over_500_kb(served: Served, tmp_path: Path) -> None:
+    """The curl examples of README, docs/ and NOTES.txt, run by bash as written (only the port-forward's address
+    becomes the server's) on a JPEG of more than 500 KB: Linux refuses one argument over 128 KiB, so an image inlined
+    into the command line fails where a photo is ordinary."""
+    rng = np.random.default_rng(3)
+    photo = jpeg(Image.fromarray(rng.integers(0, 256, (768, 1024, 3), dtype=np.uint8)))  # noise: barely compresses
+    assert len(photo) >= 500_000
+    (tmp_path / "street.jpg").write_bytes(photo)
+    show_status = "curl() { command curl -w '\\n%{http_code}' \"$@\"; }\n"  # the documented curl, plus its HTTP status
+    examples = scoring_examples()
+    assert len(examples) >= 4
+    for where, script in examples:
+        (tmp_path / "payload.json").unlink(missing_ok=True)
+        script = script.replace("localhost:8080", served.url.removeprefix("http://"))
+        result = subprocess.run(["bash", "-c", show_status + script], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300)  # fmt: skip
+        assert result.returncode == 0, f"{where}: {result.stderr[-2000:]}"
+        body, _, status = result.stdout.rpartition("\n")
+        assert status == "200", f"{where}: {status} {body[:2000]}"
+        predictions = json.loads(body)["predictions"]  # rows of detections (none at conf 0.4 from a 1-epoch model)
+        assert isinstance(predictions, list) and all(set(row) == set(COLUMNS) for row in predictions), body[:2000]
+        sent = json.loads((tmp_path / "payload.json").read_text())
+        assert base64.b64decode(sent["dataframe_split"]["data"][0][0]) == photo, where  # the whole photo went
 
 
 def test_trainer_predict_prints_json_lines(trained: Trained, tmp_path: Path) -> None:
