@@ -8,6 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 ci/lib/ledger.py reset
 start=$(date +%s)
+# a fresh machine's Go build cache is empty: the Go builds are then most of the set-up
+gocache=$(go env GOCACHE 2>/dev/null || true)
+if [ -n "$gocache" ] && [ -n "$(find "$gocache" -mindepth 1 -maxdepth 1 -name '??' -print -quit 2>/dev/null)" ]; then
+  python3 ci/lib/ledger.py add machine warm 0
+else
+  python3 ci/lib/ledger.py add machine cold 0
+fi
 python3 ci/lib/ledger.py time setup "Python environment" -- bash ci/setup-python.sh & python_pid=$!
 tools=0; bash ci/install-tools.sh || tools=$?
 python=0; wait "$python_pid" || python=$?

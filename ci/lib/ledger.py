@@ -6,6 +6,7 @@ adds its wall time); `make test` ends with `ledger.py report`: each stage's wall
 passes: the budgets are targets for the suite's design (docs/testing.md), not assertions.
 
 Usage: ledger.py reset                      start a new ledger (ci/setup.sh: the first step of make setup/test)
+       ledger.py add machine cold|warm 0    how the run began (ci/setup.sh: cold = an empty Go build cache)
        ledger.py add STAGE PART SECONDS     record one row (PART "-": the stage's own wall time)
        ledger.py time STAGE [PART] -- CMD   run CMD, record its wall time as STAGE's (or its PART's), exit with its status
        ledger.py report [JUNIT.xml ...]     print the table
@@ -21,8 +22,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 LEDGER = Path(os.environ.get("MLFLOW_STACK_LEDGER", Path(__file__).resolve().parents[2] / ".work/ledger/times.tsv"))
-# Budgets in seconds on a fresh 2-core machine (issue 32; docs/testing.md "Time budget"). A cold run is one whose
-# set-up built a tool (the Go build and uv caches were empty).
+# Budgets in seconds on a fresh 2-core machine (issue 32; docs/testing.md "Time budget"). A cold run is one that
+# began with an empty Go build cache (ci/setup.sh records `machine cold`), as on a fresh machine.
 BUDGETS = {"setup": 12 * 60, "chart": 4 * 60, "images": 4 * 60, "pytest": 15 * 60, "e2e": 12 * 60}
 TOTAL_COLD, TOTAL_WARM = 50 * 60, 35 * 60
 SLOWEST, TEST_BUDGET = 15, 90  # seconds; e2e tests are exempt (each is a whole install)
@@ -66,8 +67,8 @@ def report(junit_files: list[str]) -> list[str]:
     if not recorded:
         return lines + ["(nothing recorded)"]
     walls = {stage: seconds for _, stage, part, seconds in recorded if part == "-"}
-    cold = any(stage == "setup" and part.startswith("built ") for _, stage, part, _ in recorded)
-    for stage in dict.fromkeys(stage for _, stage, _, _ in recorded):  # in the order they began to record
+    cold = ("machine", "cold", 0) in {(stage, part, seconds) for _, stage, part, seconds in recorded}
+    for stage in dict.fromkeys(stage for _, stage, _, _ in recorded if stage != "machine"):  # in the order recorded
         wall, budget = walls.get(stage), BUDGETS.get(stage)
         lines.append(f"{stage:<10} {mmss(wall) if wall is not None else 'unfinished':>7}"
                      + (f"   (budget {mmss(budget)})" if budget else ""))
