@@ -13,7 +13,7 @@
 #   7. version rules (ci/version_check.py, the `ct lint` rule): since the last release tag mlflow-stack-<version>, a changed
 #      chart needs a `version` bump and changed images/, src/ or image pins an `appVersion` bump; no tag yet passes
 #   8. actionlint on .github/workflows (with shellcheck on their run: blocks): the release workflow cannot run here
-#   9. the rendered server config of every distinct server of the ci/*-values.yaml scenarios run for real on 127.0.0.1
+#   9. the rendered server config of every distinct server of the ci/*-values.yaml scenarios run for real on 127.0.0.1, two at a time
 #      (charts/mlflow-stack/tests/smoke/run_rendered.py): the init containers (db-upgrade, auth-admin), `mlflow server`
 #      with the chart's args/env, allowed/refused Host headers, basic auth, the ServiceMonitor's scrape, and the
 #      `helm test` script; the training Job's containers with the real trainer (sqlite-default); a changed admin password
@@ -54,8 +54,11 @@ KUBE_SCORE_IGNORES=(
   pod-probes-identical
 )
 
-section() { printf '\n=== chart-test: %s\n' "$*"; SECTION_START=$(date +%s); }
-done_section() { printf -- '--- ok (%ss)\n' "$(( $(date +%s) - SECTION_START ))"; }
+section() { printf '\n=== chart-test: %s\n' "$2"; SECTION=$1 SECTION_START=$(date +%s); }  # KEY TITLE
+done_section() { # the section's time, also a part of the chart stage in the time ledger (ci/lib/ledger.py)
+  printf -- '--- ok (%ss)\n' "$(( $(date +%s) - SECTION_START ))"
+  [ "$SECTION" = smokes ] || python3 ci/lib/ledger.py add "chart + images" "chart: $SECTION" "$(( $(date +%s) - SECTION_START ))"
+}
 fail() { printf 'chart-test: FAIL: %s\n' "$*" >&2; exit 1; }
 
 for tool in "${HELMS[@]}" untt helm-docs kube-score kubernetes-validate actionlint shellcheck; do
@@ -69,7 +72,7 @@ echo "helm $(helm version --short), helm3 $(helm3 version --short), kube-score $
 SCENARIOS=("default=" "values-cpu=$CHART/values-cpu.yaml" "values-gpu=$CHART/values-gpu.yaml")
 for f in "$CHART"/ci/*-values.yaml; do SCENARIOS+=("$(basename "$f" .yaml)=$f"); done
 
-section "helm lint --strict (${#SCENARIOS[@]} values sets x ${#HELMS[@]} Helm versions)"
+section "lint" "helm lint --strict (${#SCENARIOS[@]} values sets x ${#HELMS[@]} Helm versions)"
 for h in "${HELMS[@]}"; do
   for s in "${SCENARIOS[@]}"; do
     f=${s#*=}
@@ -79,14 +82,14 @@ for h in "${HELMS[@]}"; do
 done
 done_section
 
-section "helm unittest --strict (helm-unittest $(awk -F'"' '/^version/ {print $2}' "$HELM_PLUGINS/unittest/plugin.yaml"))"
+section "unittest" "helm unittest --strict (helm-unittest $(awk -F'"' '/^version/ {print $2}' "$HELM_PLUGINS/unittest/plugin.yaml"))"
 for h in "${HELMS[@]}"; do
   echo "--- via $h"
   "$h" unittest --strict "$CHART" || fail "$h unittest"
 done
 done_section
 
-section "bad values are rejected with a message naming the field"
+section "bad values" "bad values are rejected with a message naming the field"
 n=0
 for f in "$CHART"/tests/bad-values/*.yaml; do
   expect=$(sed -n '1s/^# expect: //p' "$f")
@@ -103,7 +106,7 @@ done
 echo "$n bad value sets rejected by ${HELMS[*]}"
 done_section
 
-section "render every scenario (Helm 4 and Helm 3) and validate against Kubernetes $KUBE_VALIDATE_VERSIONS"
+section "render + validate" "render every scenario (Helm 4 and Helm 3) and validate against Kubernetes $KUBE_VALIDATE_VERSIONS"
 mkdir -p "$TMP/render"
 for s in "${SCENARIOS[@]}"; do
   name=${s%%=*} f=${s#*=}
@@ -149,7 +152,7 @@ for kind, version, gomod, module, path in CRDS:
 PY
 done_section
 
-section "kube-score (ignored, with reasons in ci/chart-test.sh: ${KUBE_SCORE_IGNORES[*]})"
+section "kube-score" "kube-score (ignored, with reasons in ci/chart-test.sh: ${KUBE_SCORE_IGNORES[*]})"
 ignores=$(IFS=,; echo "${KUBE_SCORE_IGNORES[*]}")
 for s in "${SCENARIOS[@]}"; do
   name=${s%%=*}
@@ -162,7 +165,7 @@ for s in "${SCENARIOS[@]}"; do
 done
 done_section
 
-section "helm-docs drift ($CHART/README.md)"
+section "helm-docs" "helm-docs drift ($CHART/README.md)"
 cp -r "$CHART" "$TMP/docs"
 (cd "$TMP/docs" && helm-docs --chart-search-root . --skip-version-footer --log-level warning)
 if ! diff -u "$CHART/README.md" "$TMP/docs/README.md"; then
@@ -173,25 +176,44 @@ undocumented=$(awk '/^## Values/ {v=1} v && /^\| [a-zA-Z]/ && $0 !~ /^\| Key/ {n
 echo "README.md is up to date; $(awk '/^## Values/ {v=1} v && /^\| [a-z]/' "$CHART/README.md" | wc -l) values documented"
 done_section
 
-section "version rules against the last release tag (ci/version_check.py)"
+section "version rules" "version rules against the last release tag (ci/version_check.py)"
 python ci/version_check.py || fail "version rules (docs/releasing.md): bump what the message names"
 done_section
 
-section "actionlint .github/workflows ($(ls .github/workflows/*.yml | wc -l) workflows, shellcheck on run: blocks)"
+section "actionlint" "actionlint .github/workflows ($(ls .github/workflows/*.yml | wc -l) workflows, shellcheck on run: blocks)"
 actionlint -no-color || fail "actionlint: fix the workflows above"
 echo "workflows ok: $(cd .github/workflows && echo *.yml)"
 done_section
 
-section "rendered server config of every distinct server against the real mlflow $(python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1"
+section "smokes" "rendered server config of every distinct server against the real mlflow $(python -c 'import mlflow; print(mlflow.__version__)') on 127.0.0.1"
 smoke() { # NAME VALUES-FILE [FROM=TO ...]: render with Helm 4 (+ SMOKE_SET), run the server as rendered, helm test it
-  local name=$1 values=$2 dir=$TMP/smoke-${SMOKE_DIR:-$1}; shift 2
+  local name=$1 values=$2 dir=$TMP/smoke-${SMOKE_DIR:-$1} start=$SECONDS; shift 2
   helm template mlflow "$CHART" -n ml ${values:+-f "$values"} "${SMOKE_SET[@]}" > "$TMP/smoke-$name.yaml"
   [ -z "${SMOKE_SECRETS:-}" ] || printf -- '---\n%s\n' "$SMOKE_SECRETS" >> "$TMP/smoke-$name.yaml"  # existing Secrets
   mkdir -p "$dir"
   python "$CHART/tests/smoke/run_rendered.py" "$TMP/smoke-$name.yaml" "$dir" "$@" > "$TMP/smoke-$name.log" 2>&1 ||
     { tail -40 "$TMP/smoke-$name.log"; tail -20 "$dir/server.log" 2>/dev/null; fail "smoke $name"; }
   grep -E '^(smoke|helm test):' "$TMP/smoke-$name.log" | sed "s/^/$name: /"
-  return 0
+  python3 ci/lib/ledger.py add "chart + images" "chart: smoke $name$([ "${SMOKE_TRAIN:-0}" != 1 ] || echo ' (+ training)')" $((SECONDS - start))
+}
+# bg CMD...: run a smoke (or a chain of smokes that share a data directory) in the background, two at a time: a smoke
+# mostly waits (server start, migrations, requests), so two of them fill the 2 cores that one leaves half idle. Its
+# output goes to a file, printed by bg_wait in the order they started.
+BG=()
+bg() {
+  while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
+  local out=$TMP/bg-${#BG[@]}
+  ( "$@"; ) > "$out.log" 2>&1 && touch "$out.ok" &
+  BG+=("$out")
+}
+bg_wait() { # every smoke started by bg; fails on the first that failed, after printing its output
+  local out
+  wait
+  for out in "${BG[@]}"; do
+    cat "$out.log"
+    [ -f "$out.ok" ] || fail "a smoke failed (its output is above)"
+  done
+  BG=()
 }
 secret() { # NAME KEY=VALUE...: an existing Secret (what the user would have created) as YAML
   local name=$1; shift
@@ -204,11 +226,11 @@ SMOKE_SET=()
 # The sqlite-default scenario also runs its training Job's containers (synthetic dataset, 2 epochs at 128 px) against
 # the server: the chart's TRAINER_* / MLFLOW_* environment must drive the real trainer. CHART_SMOKE_TRAIN=0 skips that.
 # One smoke per distinct server: gpu-values.yaml and serving-values.yaml render sqlite-default's server unchanged.
-SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
-smoke open "$CHART/ci/open-values.yaml"  # no basic auth, no NetworkPolicies
+SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} bg smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
+bg smoke open "$CHART/ci/open-values.yaml"  # no basic auth, no NetworkPolicies
 # The server behind the OIDC sidecar (no basic auth, /mlflow prefix): `helm test` uses MLflow's own port, as the Job
 # does; the sidecar itself runs against a mock provider in tests/test_oidc.py.
-smoke oidc "$CHART/ci/oidc-values.yaml"
+bg smoke oidc "$CHART/ci/oidc-values.yaml"
 # HTTPS from the server itself: a CA and a certificate for the Service (and 127.0.0.1, where the smoke reaches it) in an
 # existing Secret; the helm test pod, the ServiceMonitor's scrape and the training Job (trainer and MLflow client)
 # verify it with the CA the chart mounts for them.
@@ -219,14 +241,17 @@ openssl x509 -req -in "$TLS_DIR/tls.csr" -CA "$TLS_DIR/ca.crt" -CAkey "$TLS_DIR/
   -out "$TLS_DIR/tls.crt" -extfile <(echo "subjectAltName=DNS:mlflow-service.ml.svc.cluster.local,DNS:mlflow-service.ml.svc,IP:127.0.0.1") 2>/dev/null
 SMOKE_SET=()
 SMOKE_TRAIN=${CHART_SMOKE_TRAIN:-1} SMOKE_SECRETS="$(secret mlflow-tls "tls.crt=$(cat "$TLS_DIR/tls.crt")" \
-  "tls.key=$(cat "$TLS_DIR/tls.key")" "ca.crt=$(cat "$TLS_DIR/ca.crt")")" smoke server-tls "$CHART/ci/server-tls-values.yaml"
-SMOKE_SET=()
-smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
-# A changed admin password on the same database: the Job and `helm test` read the new one from the Secret. With metrics
-# and a ServiceMonitor: its scrape of /metrics (outside the static prefix) logs in with the new password.
-SMOKE_SET=(--set server.auth.adminPassword=rotated-password-0123 --set server.metrics.enabled=true
-           --set server.metrics.serviceMonitor.enabled=true)
-SMOKE_DIR=sqlite-auth-prefix smoke sqlite-auth-password-changed "$CHART/ci/ingress-tls-auth-values.yaml"
+  "tls.key=$(cat "$TLS_DIR/tls.key")" "ca.crt=$(cat "$TLS_DIR/ca.crt")")" bg smoke server-tls "$CHART/ci/server-tls-values.yaml"
+# Then a changed admin password on the same database: the Job and `helm test` read the new one from the Secret. With
+# metrics and a ServiceMonitor: its scrape of /metrics (outside the static prefix) logs in with the new password.
+password_changed() {  # (run in bg's subshell: SMOKE_SET changes only there)
+  SMOKE_SET=()
+  smoke sqlite-auth-prefix "$CHART/ci/ingress-tls-auth-values.yaml"
+  SMOKE_SET=(--set server.auth.adminPassword=rotated-password-0123 --set server.metrics.enabled=true
+             --set server.metrics.serviceMonitor.enabled=true)
+  SMOKE_DIR=sqlite-auth-prefix smoke sqlite-auth-password-changed "$CHART/ci/ingress-tls-auth-values.yaml"
+}
+bg password_changed
 # PostgreSQL: a throwaway cluster from the Debian packages (as the postgres user when run as root), with SSL (a
 # self-signed certificate) for the external scenario's sslmode=require.
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)
@@ -248,14 +273,15 @@ BUNDLED_PG="mlflow-mlflow-stack-postgresql.ml.svc.cluster.local:5432=127.0.0.1:$
 # The bundled PostgreSQL with basic auth, metrics and a ServiceMonitor (its scrape logs in): the server this renders is
 # the one of the chart's defaults on PostgreSQL with metrics on, and postgres-bundled's differs only by metrics off.
 SMOKE_SET=(--set "backend.postgresql.password=$PG_PASS")
-smoke networkpolicy-servicemonitor "$CHART/ci/networkpolicy-servicemonitor-values.yaml" "$BUNDLED_PG"
+bg smoke networkpolicy-servicemonitor "$CHART/ci/networkpolicy-servicemonitor-values.yaml" "$BUNDLED_PG"
 # External PostgreSQL over SSL and S3 keys from existing Secrets: the endpoint comes from the values alone.
 psql_pg "CREATE ROLE mlflow_app LOGIN PASSWORD '$PG_PASS'" && psql_pg "CREATE DATABASE mlflow_tracking OWNER mlflow_app"
 SMOKE_SET=()
 SMOKE_S3_ENDPOINT=https://s3.eu-central-1.amazonaws.com SMOKE_SECRETS="$(secret mlflow-db "password=$PG_PASS"
   echo ---; secret mlflow-minio-credentials AWS_ACCESS_KEY_ID=smoke-key AWS_SECRET_ACCESS_KEY=smoke-secret-key
   echo ---; secret mlflow-auth admin-password=external-admin-0123 flask-secret-key=smoke-flask-key)" \
-  smoke postgres-external "$CHART/ci/postgres-external-values.yaml" "postgres.databases.svc.cluster.local:5433=127.0.0.1:$PG_PORT"
+  bg smoke postgres-external "$CHART/ci/postgres-external-values.yaml" "postgres.databases.svc.cluster.local:5433=127.0.0.1:$PG_PORT"
+bg_wait
 done_section
 
 printf '\n=== chart-test: all passed\n'
