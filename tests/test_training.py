@@ -15,16 +15,10 @@ from mlflow.tracking import MlflowClient
 
 from trainer.checkpoints import is_complete
 
-from harness import MlflowServer, Postgres, S3, free_port, tiny_train_args, trainer_cmd, trainer_env, wait_until
+from harness import (MODEL, MlflowServer, S3, Training, free_port, tiny_train_args, train, trainer_cmd, trainer_env,
+                     wait_until)  # fmt: skip
 
 pytestmark = pytest.mark.slow
-
-
-def train(server_url: str, *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600):
-    return subprocess.run(
-        trainer_cmd("train", "--mlflow-uri", server_url, *args), cwd=cwd, env=trainer_env(env),
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -85,11 +79,9 @@ def test_offline_network_namespace() -> None:
 
 
 def test_sqlite_run_records_params_tags_epochs_artifacts_and_model(
-    sqlite_server: MlflowServer, dataset: Path, tmp_path: Path
+    sqlite_training: Training, dataset: Path, tmp_path: Path
 ) -> None:
-    env = {"KUBERNETES_JOB_NAME": "train-abc", "KUBERNETES_POD_NAME": "train-abc-x1", "TRAINER_IMAGE": "trainer:1.0"}
-    result = train(sqlite_server.url, *tiny_train_args(dataset, epochs=3), "--register-model", "synth-detector",
-                   "--model-alias", "champion", cwd=tmp_path, env=env)  # fmt: skip
+    sqlite_server, result = sqlite_training.server, sqlite_training.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Epoch" in result.stdout  # YOLOv5's own output is streamed for kubectl logs
     assert "is deprecated" not in result.stdout  # yolov5's known deprecation warnings are silenced
@@ -102,15 +94,15 @@ def test_sqlite_run_records_params_tags_epochs_artifacts_and_model(
     assert f"run {run_id} FINISHED mAP@0.5=" in result.stderr
     first = result.stderr.splitlines()[0]  # the trainer's first line links the run page, to watch it live
     assert f"{sqlite_server.url}/#/experiments/{run.info.experiment_id}/runs/{run_id}/model-metrics?" in first, first
-    assert run.data.params["epochs"] == "3"
+    assert run.data.params["epochs"] == "2"
     assert run.data.params["imgsz"] == "128"
     assert run.data.params["device"] == "cpu"
     assert run.data.params["hyp/lr0"] == "0.01"
     tags = run.data.tags
     assert (tags["device"], tags["gpu_available"], tags["dataset"]) == ("cpu", "false", str(dataset))
     assert (tags["k8s.job"], tags["k8s.pod"], tags["image"]) == ("train-abc", "train-abc-x1", "trainer:1.0")
-    assert_epochs_logged(client, run_id, 3)
-    assert run.data.metrics["epochs_completed"] == 3
+    assert_epochs_logged(client, run_id, 2)
+    assert run.data.metrics["epochs_completed"] == 2
     assert "best/metrics/mAP_0.5_0.95" in run.data.metrics
 
     (inp,) = run.inputs.dataset_inputs
@@ -124,25 +116,21 @@ def test_sqlite_run_records_params_tags_epochs_artifacts_and_model(
     log_text = Path(client.download_artifacts(run_id, "logs/train.log", str(tmp_path / "dl"))).read_text()
     assert "epochs completed" in log_text
 
-    version = client.get_model_version_by_alias("synth-detector", "champion")
+    version = client.get_model_version_by_alias(MODEL, "newest")
     assert version.run_id == run_id
     assert version.source.startswith("models:/m-")  # the logged MLflow Model (tests/test_model.py loads it)
-    assert run.data.tags["registered_model"] == f"synth-detector/{version.version}"
+    assert run.data.tags["registered_model"] == f"{MODEL}/{version.version}"
 
 
-def test_postgres_and_s3_backend(
-    mlflow_server_factory, postgres: Postgres, s3: S3, dataset: Path, tmp_path: Path
-) -> None:
-    bucket = s3.create_bucket("mlflow-it")
-    server = mlflow_server_factory(postgres.create_database("mlflow_it"), f"{bucket}/artifacts", env=s3.env)
-    result = train(server.url, *tiny_train_args(dataset), "--experiment", "pg-s3", cwd=tmp_path)
+def test_postgres_and_s3_backend(postgres_s3_training: Training, s3: S3) -> None:
+    server, result = postgres_s3_training.server, postgres_s3_training.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     client = MlflowClient(server.url)
     run = only_run(client, "pg-s3")
     assert run.info.status == "FINISHED"
     assert_epochs_logged(client, run.info.run_id, 2)
-    keys = s3.keys("mlflow-it")  # the server proxied the uploads into the bucket
+    keys = s3.keys("mlflow-shared")  # the server proxied the uploads into the bucket
     assert any(k.endswith(f"{run.info.run_id}/artifacts/logs/train.log") for k in keys), keys
     assert any(k.endswith(f"{run.info.run_id}/artifacts/training-output/weights/best.pt") for k in keys), keys
 

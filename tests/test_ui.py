@@ -1,20 +1,20 @@
 """The MLflow UI in a real browser (Debian's headless Chromium, driven by Playwright; no browser is downloaded).
 
-A finished tiny training, then the link the trainer prints in its first line, opened in a fresh browser: it must
-show the model-training view (not the GenAI one MLflow 3.17 opens by default) with the run's mAP@0.5 chart.
+A finished tiny training (harness.sqlite_training, shared), then the link the trainer prints in its first line, opened
+in a fresh browser: it must show the model-training view (not the GenAI one MLflow 3.17 opens by default) with the
+run's mAP@0.5 chart.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import MlflowServer, tiny_train_args, trainer_cmd, trainer_env
+from harness import MODEL, Training
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +45,9 @@ def open_page(url: str, screenshot: Path, wait_for: str, search: tuple[str, str]
 
 
 @pytest.mark.timeout(1800)  # a 15 s training took 10+ minutes on the 2-core machine under a parallel load of 40
-def test_run_link_opens_the_model_training_view_with_the_map_chart(
-    sqlite_server: MlflowServer, dataset: Path, tmp_path: Path
-) -> None:
+def test_run_link_opens_the_model_training_view_with_the_map_chart(sqlite_training: Training) -> None:
     assert Path(CHROMIUM).exists(), "chromium is missing: `make setup` installs it (ci/setup-python.sh)"
-    result = subprocess.run(
-        trainer_cmd("train", "--mlflow-uri", sqlite_server.url, *tiny_train_args(dataset), "--register-model", "ui-detector",
-                    "--promote-alias", "champion"), cwd=tmp_path,
-        env=trainer_env(), capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+    sqlite_server, result = sqlite_training.server, sqlite_training.result
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     link = re.search(r"live at (\S+)", result.stderr.splitlines()[0])
     assert link, result.stderr.splitlines()[0]
@@ -76,13 +70,13 @@ def test_run_link_opens_the_model_training_view_with_the_map_chart(
     # The registered version's page: its alias and the promotion's record with the metric, and the linked logged
     # model's page with the best epoch's metrics (README's two screenshots come from these pages after `make demo`).
     base = sqlite_server.url
-    version_page = open_page(f"{base}/#/models/ui-detector/versions/1?workflowType=machine_learning",
+    version_page = open_page(f"{base}/#/models/{MODEL}/versions/1?workflowType=machine_learning",
                              SCREENSHOTS / "model-version.png", wait_for="promotion.champion")
     assert re.search(r"^@\s*champion$", version_page, re.MULTILINE), version_page  # the alias chip, not the tag
     assert "best/metrics/mAP_0.5" in version_page  # the promotion tag carries the compared metric
-    source = MlflowClient(base).get_model_version("ui-detector", "1").source
+    source = MlflowClient(base).get_model_version(MODEL, "1").source
     model_page = open_page(f"{base}/#/experiments/{experiment.experiment_id}/models/{source.split('/')[-1]}"
                            "?workflowType=machine_learning", SCREENSHOTS / "logged-model.png", wait_for="metrics/mAP_0.5")
-    assert "ui-detector" in model_page  # its model version
+    assert MODEL in model_page  # its model version
     assert "metrics/mAP_0.5_0.95" in model_page.splitlines()
 
