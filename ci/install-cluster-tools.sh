@@ -17,8 +17,7 @@
 # (roughly 1 min etcd, 1 min kwok, 3 min CoreDNS, 2 min registry, 6 min cosign, 5 min oauth2-proxy, 15-25 min for
 # the six Kubernetes commands on 2 cores).
 #
-# Usage: ci/install-cluster-tools.sh [TOOL...]  build what is missing: every tool, or only the named ones (ci/install-tools.sh
-#                                             builds them in two lanes)
+# Usage: ci/install-cluster-tools.sh            build what is missing
 #        ci/install-cluster-tools.sh --regen    rewrite ci/gomod/*/go.mod+go.sum from ci/versions.env, then build
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,15 +102,11 @@ regen() {
 }
 
 # --- build ---------------------------------------------------------------------------------------------------------
-[ "${1:-}" = --regen ] && { regen; shift; }
-ONLY=("$@")
-
 # build TOOL VERSION MODULE LDFLAGS PKG=NAME...  (PKG built as .tools/store/<key>/NAME; several PKGs in one `go build`,
 # which loads the package graph once and links the commands in parallel, so each NAME must be its PKG's last element)
 build() {
   local tool=$1 version=$2 module=$3 ldflags=$4; shift 4
   local dir=ci/gomod/$tool key out tmp spec name start
-  [ ${#ONLY[@]} -eq 0 ] || [[ " ${ONLY[*]} " == *" $tool "* ]] || return 0
   grep -qE "^[[:space:]]*(require[[:space:]]+)?$module $version( |$)" "$dir/go.mod" || {
     log "$dir/go.mod does not pin $module $version (ci/versions.env); run: ci/install-cluster-tools.sh --regen"
     exit 1
@@ -139,6 +134,8 @@ build() {
     ln -sfn "../store/$key/$name" "$BIN/$name"
   done
 }
+
+[ "${1:-}" = --regen ] && regen
 
 build etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "-s -w" go.etcd.io/etcd/server/v3=etcd
 
@@ -181,5 +178,4 @@ grep -q "prometheus-operator $PROMETHEUS_OPERATOR_VERSION" ci/gomod/prometheus-o
 grep -q "gateway-api $GATEWAY_API_VERSION" ci/gomod/gateway-api/go.mod ||
   { log "ci/gomod/gateway-api/go.mod is not at $GATEWAY_API_VERSION; run --regen"; exit 1; }
 (cd ci/gomod/gateway-api && go mod download sigs.k8s.io/gateway-api)
-[ ${#ONLY[@]} -gt 0 ] && log "ok: ${ONLY[*]} in .tools/bin" ||
-  log "ok: etcd $ETCD_VERSION, kubernetes $KUBE_VERSION, kwok $KWOK_VERSION, coredns $COREDNS_VERSION, registry $REGISTRY_VERSION, cosign $COSIGN_VERSION, oauth2-proxy $OAUTH2_PROXY_VERSION in .tools/bin"
+log "ok: etcd $ETCD_VERSION, kubernetes $KUBE_VERSION, kwok $KWOK_VERSION, coredns $COREDNS_VERSION, registry $REGISTRY_VERSION, cosign $COSIGN_VERSION, oauth2-proxy $OAUTH2_PROXY_VERSION in .tools/bin"
