@@ -119,9 +119,9 @@ build() {
     start=$(date +%s)
     tmp=$(mktemp -d "$STORE/.build-$tool.XXXXXX")
     if [ $# -eq 1 ]; then
-      (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$tmp/${1#*=}" "${1%%=*}")
+      (cd "$dir" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "$ldflags" -o "$tmp/${1#*=}" "${1%%=*}")
     else
-      (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${@%%=*}")
+      (cd "$dir" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "$ldflags" -o "$tmp/" "${@%%=*}")
     fi
     for spec in "$@"; do [ -x "$tmp/${spec#*=}" ] || { log "$tool: the build produced no ${spec#*=}"; exit 1; }; done
     chmod 755 "$tmp"; touch "$tmp/.complete"

@@ -47,7 +47,7 @@ store() {
 }
 
 # go_install PKG@VERSION LDFLAGS: a module without replace directives, verified against the Go checksum database.
-go_install() { GOBIN=$OUT GOFLAGS= go install -trimpath -ldflags "$2" "$1"; }
+go_install() { GOBIN=$OUT GOFLAGS= go install -trimpath -gcflags=all=-dwarf=false -ldflags "$2" "$1"; }
 
 # k8s_ldflags PKG GOMOD: pin Helm 3's default Kubernetes version (.Capabilities.KubeVersion, checked against a chart's
 # kubeVersion) to the client-go it is built with, as Helm's Makefile does; without it `helm3 template` assumes v1.20.
@@ -119,7 +119,7 @@ grep -qE "^[[:space:]]*github.com/helm-unittest/helm-unittest $HELM_UNITTEST_VER
 untt_key=helm-unittest-$HELM_UNITTEST_VERSION-$(cat "$UNITTEST_MOD/go.mod" "$UNITTEST_MOD/go.sum" | sha256sum | cut -c1-12)-k
 untt_k8s=$(k8s_ldflags helm.sh/helm/v3 "$UNITTEST_MOD/go.mod")
 untt_build() {
-  (cd "$UNITTEST_MOD" && GOFLAGS=-mod=readonly go build -trimpath -ldflags "-s -w $untt_k8s" -o "$OUT/untt" \
+  (cd "$UNITTEST_MOD" && GOFLAGS=-mod=readonly go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w $untt_k8s" -o "$OUT/untt" \
     github.com/helm-unittest/helm-unittest/cmd/helm-unittest)
 }
 store "$untt_key" untt untt_build

@@ -114,12 +114,16 @@ def first_epoch_logged(mlflow: Mlflow) -> str:
     return ""
 
 
+TAGS = {"team": "vision", "note": "e2e, with a comma"}
+
+
 def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, namespace, tmp_path):
     ns = ["-n", namespace]
 
     # a. install --wait with the defaults' auth and NetworkPolicies: the server passes its real startup/readiness probes
     # after the migration and auth-admin init containers
-    node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path), "--wait", *TIMEOUT)
+    node.helm("helm", "install", RELEASE, *release.install_args(), *ns, "-f", small(tmp_path, training={"tags": TAGS}),
+              "--wait", *TIMEOUT)  # fmt: skip
     mlflow = login(node, namespace)
     pod = server_pod(node, namespace)
     assert all(c["ready"] for c in pod["status"]["containerStatuses"])
@@ -128,7 +132,11 @@ def test_sqlite_install_train_upgrade_kill_rollback_reinstall(node, release, nam
     [job1] = training_jobs(node, namespace)
     wait_job(node, namespace, job1["metadata"]["name"])
     [run1] = mlflow.runs()
-    finished_run(mlflow, run1["info"]["run_id"], 3)
+    tags = {t["key"]: t["value"] for t in finished_run(mlflow, run1["info"]["run_id"], 3)["data"]["tags"]}
+    # the run names its Job and the image that trained it, and carries training.tags (a comma survives the Job's JSON)
+    [trainer] = [c for c in job1["spec"]["template"]["spec"]["containers"] if c["name"] == "trainer"]
+    assert tags.get("k8s.job") == job1["metadata"]["name"] and tags.get("image") == trainer["image"], tags
+    assert {k: tags.get(k) for k in TAGS} == TAGS, tags
     log = node.logs(namespace, f"job/{job1['metadata']['name']}", "-c", "trainer")
     assert "Epoch" in log and "2/2" in log, f"no YOLOv5 epochs in the Job's log:\n{log[-3000:]}"
 
