@@ -333,6 +333,21 @@ helm.sh/resource-policy: keep
   {{- end }}
 {{- end -}}
 
+{{/* "true" when a NetworkPolicyPeer list holds an ipBlock peer: the only peer that matches node and load balancer addresses (a NodePort or LoadBalancer Service's traffic). */}}
+{{- define "mlflow-stack.networkPolicy.hasIpBlock" -}}
+{{- range . }}{{ if .ipBlock }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/* "true" when a NetworkPolicyPeer list reaches past the policy's own namespace (a namespaceSelector or ipBlock peer). */}}
+{{- define "mlflow-stack.networkPolicy.crossesNamespace" -}}
+{{- range . }}{{ if or (hasKey . "namespaceSelector") .ipBlock }}true{{ end }}{{ end -}}
+{{- end -}}
+
+{{/* Components of the release's pods that call MLflow's own port (training, serving, its follower, gc, helm test; the credentials and bucket hooks never do), as a flow list. */}}
+{{- define "mlflow-stack.trackingClientComponents" -}}
+[training, serving, serving-follower, gc, test]
+{{- end -}}
+
 {{/* Pod components that use training.trackingUri (training, serving and its follower, as enabled), as JSON; empty list without an external tracking URI. */}}
 {{- define "mlflow-stack.trackingUri.externalClients" -}}
 {{- $c := list -}}

@@ -131,6 +131,9 @@
 {{- if and $v.networkPolicy.enabled (not $v.networkPolicy.serverFrom) $outside -}}
   {{- $errors = append $errors (printf "networkPolicy.serverFrom is empty while %s: the server's NetworkPolicy would block the ingress controller/Gateway/Prometheus; add their namespace (namespaceSelector) to networkPolicy.serverFrom" (join ", " $outside)) -}}
 {{- end -}}
+{{- if and $v.networkPolicy.enabled (has $s.service.type (list "NodePort" "LoadBalancer")) (not (include "mlflow-stack.networkPolicy.hasIpBlock" $v.networkPolicy.serverFrom)) -}}
+  {{- $errors = append $errors (printf "networkPolicy.serverFrom has no ipBlock peer while server.service.type=%s and networkPolicy.enabled=true: the Service's traffic arrives from node or load balancer addresses, which pod and namespace selectors never match, so the server's NetworkPolicy would drop it; add the addresses allowed to connect as an ipBlock peer (e.g. {ipBlock: {cidr: 203.0.113.0/24}}, 0.0.0.0/0 for the whole internet; docs/chart.md \"NetworkPolicies on other clusters\") or set networkPolicy.enabled=false" $s.service.type) -}}
+{{- end -}}
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) -}}
   {{- $errors = append $errors "httpRoute.parentRefs must list at least one Gateway (ParentReference) when httpRoute.enabled=true: a route without a parent is attached to nothing" -}}
 {{- end -}}
@@ -254,6 +257,11 @@
   {{- end -}}
   {{- if and $v.networkPolicy.enabled $sv.ingress.enabled (not $sv.from) -}}
     {{- $errors = append $errors "serving.from is empty while serving.ingress.enabled=true and networkPolicy.enabled=true: the serving NetworkPolicy would block the ingress controller; add its namespace (namespaceSelector) to serving.from" -}}
+  {{- else if and $v.networkPolicy.enabled $sv.ingress.enabled (not (include "mlflow-stack.networkPolicy.crossesNamespace" $sv.from)) -}}
+    {{- $errors = append $errors "serving.from admits no other namespace while serving.ingress.enabled=true and networkPolicy.enabled=true (its default admits the release's namespace only): the serving NetworkPolicy would block the ingress controller; add its namespace (namespaceSelector) to serving.from" -}}
+  {{- end -}}
+  {{- if and $v.networkPolicy.enabled (has $sv.service.type (list "NodePort" "LoadBalancer")) (not (include "mlflow-stack.networkPolicy.hasIpBlock" $sv.from)) -}}
+    {{- $errors = append $errors (printf "serving.from has no ipBlock peer while serving.service.type=%s and networkPolicy.enabled=true: the Service's traffic arrives from node or load balancer addresses, which pod and namespace selectors never match, so the serving NetworkPolicy would drop it; add the addresses allowed to call /invocations (no login) as an ipBlock peer (e.g. {ipBlock: {cidr: 203.0.113.0/24}}; docs/chart.md \"NetworkPolicies on other clusters\") or set networkPolicy.enabled=false" $sv.service.type) -}}
   {{- end -}}
   {{- if $sv.ingress.enabled -}}
     {{- if not $sv.ingress.hosts -}}
