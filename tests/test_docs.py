@@ -297,7 +297,8 @@ def test_readme_serves_the_model_its_training_registers_and_promotes() -> None:
         training = values["training"]
         runs = [training["params"]] + [{**training["params"], **(v or {}).get("params", {})}
                                        for v in (training.get("variants") or {}).values()]  # fmt: skip
-        assert model and all(p.get("registerModel") == model for p in runs), f"{command}: serves {model!r}, trains {runs}"
+        assert model, f"{command}: serving.model is empty"
+        assert all(p.get("registerModel") == model for p in runs), f"{command}: serves {model!r}, trains {runs}"
         assert all(p.get("promoteAlias") == alias for p in runs), f"{command}: serves @{alias}, promotes {runs}"
         named = re.findall(r"serving\.model[=:]\s*`?([\w.-]+)", readme.read_text())
         assert set(named) <= {model}, f"README.md names serving.model {named}, its serving command serves {model}"
