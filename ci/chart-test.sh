@@ -10,8 +10,9 @@
 #      module cache, else reported as skipped
 #   5. kube-score on every scenario: no CRITICAL finding except the checks ignored below (each with its reason)
 #   6. helm-docs drift: charts/mlflow-stack/README.md must equal what helm-docs generates, and every value has a description
-#   7. version rules (ci/version_check.py, the `ct lint` rule): since the last release tag mlflow-stack-<version>, a changed
-#      chart needs a `version` bump and changed images/, src/ or image pins an `appVersion` bump; no tag yet passes
+#   7. version rules (ci/version_check.py, the `ct lint` rule): images/, src/ or image pins that differ from the release
+#      recorded in Chart.yaml need an `appVersion` above it; since the last release tag mlflow-stack-<version>, when
+#      there is one, a changed chart needs a `version` bump and changed image inputs an `appVersion` bump
 #   8. actionlint on .github/workflows (with shellcheck on their run: blocks): the release workflow cannot run here
 #   9. the rendered server config of every distinct server of the ci/*-values.yaml scenarios run for real on 127.0.0.1, two at a time
 #      (charts/mlflow-stack/tests/smoke/run_rendered.py): the init containers (db-upgrade, auth-admin), `mlflow server`
@@ -176,7 +177,7 @@ undocumented=$(awk '/^## Values/ {v=1} v && /^\| [a-zA-Z]/ && $0 !~ /^\| Key/ {n
 echo "README.md is up to date; $(awk '/^## Values/ {v=1} v && /^\| [a-z]/' "$CHART/README.md" | wc -l) values documented"
 done_section
 
-section "version rules" "version rules against the last release tag (ci/version_check.py)"
+section "version rules" "version rules against the recorded release and the last release tag (ci/version_check.py)"
 python ci/version_check.py || fail "version rules (docs/releasing.md): bump what the message names"
 done_section
 

@@ -124,12 +124,13 @@ def test_the_released_chart_pins_both_trainer_builds(tmp_path: Path) -> None:
     digests = {name: "sha256:" + char * 64 for name, char in (("server", "a"), ("cpu", "b"), ("cuda", "c"))}
     pin = [sys.executable, str(REPO / "ci" / "lib" / "pin_images.py"), str(chart / "values.yaml")]
     repo = "registry.example.com/ml/mlflow-stack"
-    subprocess.run([*pin, "server", f"repository={repo}-server", "tag=0.1.0", f"digest={digests['server']}"], check=True)
+    app = CHART_YAML["appVersion"]
+    subprocess.run([*pin, "server", f"repository={repo}-server", f"tag={app}", f"digest={digests['server']}"],
+                   check=True)  # fmt: skip
     subprocess.run([*pin, "training", f"repository={repo}-trainer", f"digest={digests['cpu']}",
                     f"cudaDigest={digests['cuda']}"], check=True)  # fmt: skip
     helm(tmp_path, "package", str(chart), "-d", str(tmp_path / "dist"))
     [package] = (tmp_path / "dist").glob("mlflow-stack-*.tgz")
-    app = CHART_YAML["appVersion"]
 
     values = yaml.safe_load(helm(tmp_path, "show", "values", str(package)))
     assert (values["training"]["image"]["digest"], values["training"]["image"]["cudaDigest"]) == \
@@ -141,7 +142,7 @@ def test_the_released_chart_pins_both_trainer_builds(tmp_path: Path) -> None:
         return {i for i in images_in(helm(tmp_path, "template", "t", str(package), "-n", "ml", *args)) if repo in i}
 
     cpu, gpu = ours(), ours("-f", str(CHART / "values-gpu.yaml"))
-    server = f"{repo}-server:0.1.0@{digests['server']}"
+    server = f"{repo}-server:{app}@{digests['server']}"
     assert cpu == {server, f"{repo}-trainer:{app}@{digests['cpu']}"}, cpu
     assert gpu == {server, f"{repo}-trainer:{app}-cuda@{digests['cuda']}"}, (
         f"values-gpu.yaml on the released chart must run the CUDA trainer by its digest: {gpu}"

@@ -240,3 +240,65 @@ def test_release_tag_example_names_the_charts_version() -> None:
     version = yaml.safe_load((ROOT / "charts" / "mlflow-stack" / "Chart.yaml").read_text())["version"]
     assert tag == f"mlflow-stack-{version}"
     assert 'git tag "$tag" && git push origin "$tag"' in block
+
+
+def readme_values_files(root: Path) -> dict[str, dict]:
+    """The README's yaml blocks that name their file in their first line (`# sweep.yaml`), parsed."""
+    import yaml
+
+    files = {}
+    for lang, block in split_blocks((root / "README.md").read_text())[1]:
+        if lang in ("yaml", "yml") and block and (m := re.match(r"^#\s*([\w.-]+\.ya?ml)\b", block[0])):
+            files[m.group(1)] = yaml.safe_load("\n".join(block)) or {}
+    return files
+
+
+def helm_values(command: str, files: dict[str, dict]) -> dict:
+    """The values a README `helm install`/`upgrade` gives the chart: its `-f` files (the README's own) in order, then
+    its `--set`s, merged key by key over the chart's defaults."""
+    import yaml
+
+    def merge(into: dict, more: dict) -> dict:
+        for key, value in more.items():
+            into[key] = merge(dict(into.get(key) or {}), value) if isinstance(value, dict) else value
+        return into
+
+    values = yaml.safe_load((ROOT / "charts" / "mlflow-stack" / "values.yaml").read_text())
+    words = command.split()
+    for flag, arg in zip(words, words[1:]):
+        if flag in ("-f", "--values"):
+            values = merge(values, files.get(arg, {}))
+        elif flag == "--set":
+            for assignment in arg.split(","):
+                path, value = assignment.split("=", 1)
+                *parents, leaf = path.split(".")
+                nested: dict = {leaf: yaml.safe_load(value)}
+                for parent in reversed(parents):
+                    nested = {parent: nested}
+                values = merge(values, nested)
+    return values
+
+
+def readme_helm_commands(root: Path) -> list[str]:
+    """The README's `helm install`/`upgrade` commands, continuation lines joined."""
+    joined = "\n".join(shell_lines(root / "README.md")).replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if re.match(r"\s*helm\s+(install|upgrade)\s", line)]
+
+
+def test_readme_serves_the_model_its_training_registers_and_promotes() -> None:
+    """One cluster story (issue 33): the README's command that turns serving on keeps a training that registers the
+    served model and moves the served alias, and every `serving.model` the README names is that model."""
+    readme = ROOT / "README.md"
+    files = readme_values_files(ROOT)
+    serving = [(c, v) for c in readme_helm_commands(ROOT) if (v := helm_values(c, files))["serving"]["enabled"]]
+    assert serving, "no helm command of README.md turns serving on (serving.enabled)"
+    for command, values in serving:
+        model, alias = values["serving"]["model"], values["serving"]["alias"]
+        training = values["training"]
+        runs = [training["params"]] + [{**training["params"], **(v or {}).get("params", {})}
+                                       for v in (training.get("variants") or {}).values()]  # fmt: skip
+        assert model, f"{command}: serving.model is empty"
+        assert all(p.get("registerModel") == model for p in runs), f"{command}: serves {model!r}, trains {runs}"
+        assert all(p.get("promoteAlias") == alias for p in runs), f"{command}: serves @{alias}, promotes {runs}"
+        named = re.findall(r"serving\.model[=:]\s*`?([\w.-]+)", readme.read_text())
+        assert set(named) <= {model}, f"README.md names serving.model {named}, its serving command serves {model}"
