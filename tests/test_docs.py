@@ -215,7 +215,7 @@ def test_trainer_doc_names_every_param_and_tag_a_run_gets(tmp_path: Path) -> Non
     sets, distributed ones included."""
     from trainer.cli import build_parser
     from trainer.config import resolve
-    from trainer.runner import ENV_TAGS, run_params, run_tags
+    from trainer.training.runner import ENV_TAGS, run_params, run_tags
 
     args = build_parser().parse_args(["train", "--nproc-per-node", "2", "--sweep", "s", "--variant", "v"])
     config = resolve(args, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"})

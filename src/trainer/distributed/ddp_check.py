@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Mapping
 
-from trainer import distributed, runner, tracking
+from trainer import tracking
 from trainer.config import TrainConfig
+from trainer.distributed import launch
+from trainer.training import runner, torchrun
+from trainer.training.child import Child, Signals, Tee
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +37,22 @@ def run(config: TrainConfig, hold: float, env: Mapping[str, str], console: Binar
     logs = config.save_dir.parent / "logs" / f"{config.name}-ddp-check"
     result_file = logs / "ddp-check.json"
     result_file.unlink(missing_ok=True)
-    entry = ["-m", "trainer.ddp_probe", "--out", str(result_file), "--hold", str(hold)]
-    tee = runner.Tee(logs / "ddp-check.log", console)
-    with runner.Signals() as signals:
-        child = runner.Child(distributed.child_command(config, entry), env, tee, logs / "device.json")
+    entry = ["-m", "trainer.distributed.ddp_probe", "--out", str(result_file), "--hold", str(hold)]
+    tee = Tee(logs / "ddp-check.log", console)
+    with Signals() as signals:
+        child = Child(torchrun.child_command(config, entry), env, tee, logs / "device.json")
         try:
             if config.node_rank > 0:
                 log.info("node %d of %d: checking the rendezvous with node 0 (%s:%d); node 0 records the check",
                          config.node_rank, config.nnodes, config.master_addr, config.master_port)  # fmt: skip
-                return distributed.worker_exit(child, signals)
+                return launch.worker_exit(child, signals)
             return _recorded(config, env, child, signals, result_file, logs / "ddp-check.log")
         finally:
             child.stop(force=True)
             tee.close()
 
 
-def _recorded(config: TrainConfig, env: Mapping[str, str], child: runner.Child, signals: runner.Signals,
+def _recorded(config: TrainConfig, env: Mapping[str, str], child: Child, signals: Signals,
               result_file: Path, log_file: Path) -> int:  # fmt: skip
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
