@@ -186,7 +186,8 @@ def test_architecture_names_existing_paths(tmp_path: Path) -> None:
     assert named == [], "ARCHITECTURE.md names paths that do not exist (moved? update it)"
     (tmp_path / "src" / "trainer").mkdir(parents=True)
     (tmp_path / "src" / "trainer" / "cli.py").write_text("")
-    (tmp_path / "ARCHITECTURE.md").write_text("`src/trainer/cli.py` `src/trainer/gone.py` `src/trainer/<new>/` `cli.py`\n")
+    page = "`src/trainer/cli.py` `src/trainer/gone.py` `src/trainer/<new>/` `cli.py`\n"  # the last is relative
+    (tmp_path / "ARCHITECTURE.md").write_text(page)
     assert architecture_problems(tmp_path) == ["ARCHITECTURE.md: src/trainer/gone.py: no such file"]
     assert architecture_problems(tmp_path / "src") == ["ARCHITECTURE.md: no such file"]
 

@@ -107,7 +107,8 @@ def breaches(src: Path) -> list[str]:
     if found := cycle(capability_graph):
         problems.append("capability circle: " + " -> ".join(found))
     if MODEL_FILE in graph:
-        problems += [f"{MODEL_FILE} imports {t}: the logged model must load without trainer" for t in sorted(graph[MODEL_FILE])]
+        problems += [f"{MODEL_FILE} imports {t}: the logged model must load without trainer"
+                     for t in sorted(graph[MODEL_FILE])]
     return problems
 
 

@@ -1,9 +1,9 @@
 """`trainer check-distributed`: the DDP wiring of a training checked in seconds, before a long training.
 
 Takes the training's flags and env (the chart runs it in the same pods with the same values) and starts
-`trainer.ddp_probe` under torchrun instead of YOLOv5: every rank rendezvouses with node 0, all-reduces over gloo and
-reports its host. Node 0 records the check as one MLflow run (world size, hosts, rendezvous time, the log) that ends
-FINISHED, FAILED (a rank was lost or never came) or KILLED; worker nodes never create or end a run.
+`trainer.distributed.ddp_probe` under torchrun instead of YOLOv5: every rank rendezvouses with node 0, all-reduces
+over gloo and reports its host. Node 0 records the check as one MLflow run (world size, hosts, rendezvous time, the
+log) that ends FINISHED, FAILED (a rank was lost or never came) or KILLED; worker nodes never create or end a run.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ GROUP_TAG = "distributed.group"  # on node 0's run: how workers find the run the
 
 
 def child_command(config: TrainConfig, entry: list[str] = ENTRY) -> list[str]:
-    """The training child: `python -m trainer.training.yolo_entry`, under torch.distributed.run when the training is DDP.
+    """The training child: `python -m trainer.training.yolo_entry`, under torch.distributed.run when the training is
+    DDP.
     Static rendezvous (--master-addr/--master-port) keeps node 0's first process global rank 0."""
     if not config.torchrun:
         return [sys.executable, *entry]
