@@ -21,7 +21,7 @@ EPOCHS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 
 
 def main() -> None:
-    from trainer.dataset import make_dataset
+    from trainer.training.dataset import make_dataset
 
     work = WORK / "latency"
     shutil.rmtree(work, ignore_errors=True)

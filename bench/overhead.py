@@ -1,6 +1,6 @@
 """1. Wrapper overhead: `trainer train` vs bare YOLOv5 on the same data, flags and tracking server.
 
-"Bare" is `python -m trainer.yolo_entry` without the handshake: YOLOv5's own train.py plus only the offline shims
+"Bare" is `python -m trainer.training.yolo_entry` without the handshake: YOLOv5's own train.py plus only the offline shims
 that any offline run needs (a plain `python -m yolov5.train` tries to download a font and fails here; the shims only
 set environment variables and a local font, they add no work to training).
 Pairs alternate so drift in machine load hits both sides alike. Target: overhead <= 3 %.
@@ -49,7 +49,7 @@ def timed(argv: list[str], cwd) -> dict[str, float]:  # noqa: ANN001
 
 
 def main() -> None:
-    from trainer.dataset import make_dataset
+    from trainer.training.dataset import make_dataset
 
     work = WORK / "overhead"
     shutil.rmtree(work, ignore_errors=True)
@@ -58,7 +58,7 @@ def main() -> None:
     flags = ["--data", str(data), "--weights", "", "--cfg", "yolov5n.yaml", "--imgsz", "128", "--batch-size", "8",
              "--epochs", EPOCHS, "--workers", "0", "--device", "cpu"]  # fmt: skip
     sides = {
-        "bare YOLOv5 (yolo_entry)": [sys.executable, "-m", "trainer.yolo_entry", *flags, "--project", str(work / "bare"),
+        "bare YOLOv5 (yolo_entry)": [sys.executable, "-m", "trainer.training.yolo_entry", *flags, "--project", str(work / "bare"),
                                      "--name", "r", "--exist-ok"],  # fmt: skip
         "trainer train": [str(BIN / "trainer"), "train", "--mlflow-uri", server.url, *flags, "--project",
                           str(work / "tracked")],  # fmt: skip

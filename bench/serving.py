@@ -50,7 +50,7 @@ def jpegs(count: int) -> list[bytes]:
     """New 640 px images of the dataset's kind (shapes on noise), fixed seeds: the same bytes for every side."""
     import numpy as np
 
-    from trainer.dataset import _sample
+    from trainer.training.dataset import _sample
 
     out = []
     for seed in range(100, 100 + count):
@@ -169,7 +169,7 @@ def measure(arch: str, name: str, version: str, weights: Path, images: list[byte
 def main() -> None:
     import torch
 
-    from trainer.dataset import make_dataset
+    from trainer.training.dataset import make_dataset
     from trainer.offline import patch_yolov5, prepare_environment, quiet_known_warnings
 
     omp = os.environ.get("OMP_NUM_THREADS")

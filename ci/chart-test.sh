@@ -229,7 +229,7 @@ SMOKE_SET=()
 bg smoke sqlite-default "$CHART/ci/sqlite-default-values.yaml"
 bg smoke open "$CHART/ci/open-values.yaml"  # no basic auth, no NetworkPolicies
 # The server behind the OIDC sidecar (no basic auth, /mlflow prefix): `helm test` uses MLflow's own port, as the Job
-# does; the sidecar itself runs against a mock provider in tests/test_oidc.py.
+# does; the sidecar itself runs against a mock provider in tests/chart/test_oidc.py.
 bg smoke oidc "$CHART/ci/oidc-values.yaml"
 # HTTPS from the server itself: a CA and a certificate for the Service (and 127.0.0.1, where the smoke reaches it) in an
 # existing Secret; the helm test pod, the ServiceMonitor's scrape and the training Job (trainer and MLflow client)

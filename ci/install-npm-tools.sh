@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the npm packages the tests run (no build step), idempotently:
-#   azurite (Azure Storage emulator of tests/test_artifact_stores.py) <- ci/npm/azurite (AZURITE_VERSION)
-#   oauth2-mock-server (mock OIDC provider of tests/test_oidc.py) <- ci/npm/oauth2-mock-server (OAUTH2_MOCK_SERVER_VERSION)
+#   azurite (Azure Storage emulator of tests/chart/test_artifact_stores.py) <- ci/npm/azurite (AZURITE_VERSION)
+#   oauth2-mock-server (mock OIDC provider of tests/chart/test_oidc.py) <- ci/npm/oauth2-mock-server (OAUTH2_MOCK_SERVER_VERSION)
 # Each ci/npm/<tool>/ holds a package.json that pins the version of ci/versions.env and a committed package-lock.json
 # that pins every dependency (with its integrity hash); `npm ci` installs exactly that into
 # .tools/store/<tool>-<version>-<hash of both>/, linked as .tools/npm/<tool>. Needs node and npm (Debian's, installed

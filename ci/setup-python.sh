@@ -11,7 +11,7 @@ missing=()
 ldconfig -p | grep -q 'libGL.so.1 ' || missing+=(libgl1)
 ldconfig -p | grep -q 'libglib-2.0.so.0 ' || missing+=(libglib2.0-0)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)  # tests/test_mysql.py (backend.type=mysql)
+[ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)  # tests/chart/test_mysql.py (backend.type=mysql)
 command -v unshare >/dev/null || missing+=(util-linux)
 command -v chromium >/dev/null || missing+=(chromium)  # headless browser of tests/test_ui.py
 if [ ${#missing[@]} -gt 0 ]; then

@@ -299,7 +299,7 @@ def start_s3() -> Iterator[S3]:
 
 @pytest.fixture(scope="session")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.dataset import make_dataset
+    from trainer.training.dataset import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("synth") / "synth", seed=0, train=32, val=8, imgsz=128)
 

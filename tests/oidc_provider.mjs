@@ -1,4 +1,4 @@
-// Mock OpenID Connect provider of tests/test_oidc.py: oauth2-mock-server (ci/install-npm-tools.sh) on 127.0.0.1.
+// Mock OpenID Connect provider of tests/chart/test_oidc.py: oauth2-mock-server (ci/install-npm-tools.sh) on 127.0.0.1.
 // Its /authorize logs the user in at once (no form); every token it signs carries the claims of the user in USER_FILE,
 // JSON {"email": ..., "groups": [...]} (read at each signing, so a test can log in as another user).
 // Usage: node tests/oidc_provider.mjs MODULE_DIR PORT USER_FILE   (MODULE_DIR: .tools/npm/oauth2-mock-server)

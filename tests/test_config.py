@@ -114,7 +114,7 @@ def test_tracking_uri_is_required() -> None:
 
 
 def test_sweep_and_variant_tag_the_run_and_name_it() -> None:
-    from trainer.runner import run_tags
+    from trainer.training.runner import run_tags
 
     config = parse(["--variant", "adam"], {"TRAINER_SWEEP": "optimizers"})
     assert (config.run_name, config.name) == ("adam", "adam")

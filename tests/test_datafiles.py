@@ -20,9 +20,9 @@ from mlflow.tracking import MlflowClient
 from trainer.cli import build_parser
 from trainer.config import ConfigError, resolve
 from trainer.datafiles import check, load
-from trainer.dataset import make_dataset
-from trainer.downloads import needed
-from trainer.runner import yolov5_root
+from trainer.training.dataset import make_dataset
+from trainer.training.downloads import needed
+from trainer.training.runner import yolov5_root
 
 from harness import MlflowServer, tiny_train_args, trainer_cmd, trainer_env
 

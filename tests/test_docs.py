@@ -3,7 +3,8 @@
 - every relative link and image resolves to a file of the repository, and its `#anchor` to a heading of that file
   (GitHub's slug rule); absolute http(s) links are not fetched, only checked to be well formed;
 - every shell code block names only `make` targets of the Makefile and `ci/...` / `bench/...` paths that exist;
-- README.md stays short and links every docs/ page (the reference lives there).
+- README.md stays short and links every docs/ page (the reference lives there);
+- every repository path ARCHITECTURE.md names (a code span starting at a top-level folder) exists.
 
 The checkers take the repository root, so `test_checkers_report_each_kind_of_rot` runs them on a tiny broken tree:
 that is the proof they can fail.
@@ -30,11 +31,14 @@ SHELL_LANGS = {"bash", "sh", "shell", "console"}
 SHELL_WORDS = re.compile(r"^\s*(\$\s+)?(make|helm|kubectl|git|docker|curl|mlflow|trainer|bash|cosign|python3?|"
                          r"\./|ci/|bench/)")
 SCRIPT = re.compile(r"(?<![\w./-])(?:\./)?((?:ci|bench)/[\w./-]*[\w/])")
+# A repository path in a code span of ARCHITECTURE.md: from a top-level folder (the table's relative names are not).
+REPO_PATH = re.compile(r"`((?:charts|src|tests|ci|images|bench|docs)/[\w./<>-]*)`")
 
 
 def doc_files(root: Path) -> list[Path]:
     """The pages whose links are checked."""
-    return [p for p in [root / "README.md", root / "CHANGELOG.md", *sorted((root / "docs").glob("*.md"))] if p.exists()]
+    pages = [root / "README.md", root / "ARCHITECTURE.md", root / "CHANGELOG.md", *sorted((root / "docs").glob("*.md"))]
+    return [p for p in pages if p.exists()]
 
 
 def split_blocks(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -153,6 +157,15 @@ def unlinked_docs(root: Path) -> list[str]:
     return [p.name for p in sorted((root / "docs").glob("*.md")) if p.resolve() not in linked]
 
 
+def architecture_problems(root: Path) -> list[str]:
+    """One line per repository path ARCHITECTURE.md names that does not exist (a `<placeholder>` part is skipped)."""
+    page = root / "ARCHITECTURE.md"
+    if not page.exists():
+        return ["ARCHITECTURE.md: no such file"]
+    named = {m for line in page.read_text().splitlines() for m in REPO_PATH.findall(line) if "<" not in m}
+    return [f"ARCHITECTURE.md: {p}: no such file" for p in sorted(named) if not (root / p).exists()]
+
+
 def test_links_and_anchors_resolve() -> None:
     assert link_problems(ROOT) == []
 
@@ -166,6 +179,17 @@ def test_readme_is_short_and_links_every_docs_page() -> None:
     lines = len(readme.read_text().splitlines())
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move reference text to docs/"
     assert unlinked_docs(ROOT) == [], "docs pages README.md does not link"
+
+
+def test_architecture_names_existing_paths(tmp_path: Path) -> None:
+    named = architecture_problems(ROOT)
+    assert named == [], "ARCHITECTURE.md names paths that do not exist (moved? update it)"
+    (tmp_path / "src" / "trainer").mkdir(parents=True)
+    (tmp_path / "src" / "trainer" / "cli.py").write_text("")
+    page = "`src/trainer/cli.py` `src/trainer/gone.py` `src/trainer/<new>/` `cli.py`\n"  # the last is relative
+    (tmp_path / "ARCHITECTURE.md").write_text(page)
+    assert architecture_problems(tmp_path) == ["ARCHITECTURE.md: src/trainer/gone.py: no such file"]
+    assert architecture_problems(tmp_path / "src") == ["ARCHITECTURE.md: no such file"]
 
 
 def test_slug_rule() -> None:
@@ -215,7 +239,7 @@ def test_trainer_doc_names_every_param_and_tag_a_run_gets(tmp_path: Path) -> Non
     sets, distributed ones included."""
     from trainer.cli import build_parser
     from trainer.config import resolve
-    from trainer.runner import ENV_TAGS, run_params, run_tags
+    from trainer.training.runner import ENV_TAGS, run_params, run_tags
 
     args = build_parser().parse_args(["train", "--nproc-per-node", "2", "--sweep", "s", "--variant", "v"])
     config = resolve(args, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"})

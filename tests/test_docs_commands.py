@@ -105,7 +105,7 @@ def doc_commands() -> list[tuple[str, str]]:
 
 def scoring_examples() -> list[tuple[str, str]]:
     """(page:line, script) of each documented request to the scoring server: the curl to /invocations, after the
-    command before it when that one writes the request body. tests/test_model.py runs them."""
+    command before it when that one writes the request body. tests/model/test_model.py runs them."""
     found = []
     for page in [*doc_pages(), NOTES]:
         found_commands = commands(shell_lines(page))

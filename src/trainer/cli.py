@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train YOLOv5 and record the run in MLflow")
     cfg.add_train_arguments(train)
-    from trainer import ddp_check
+    from trainer.distributed import ddp_check
 
     ddp_check.add_arguments(sub.add_parser("check-distributed", help="check a DDP training's rendezvous (gloo), recorded in MLflow"))
     data = sub.add_parser("make-dataset", help="write a small synthetic YOLO dataset (DIR/data.yaml)")
@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--val", type=int, default=8, help="validation images")
     data.add_argument("--imgsz", type=int, default=128, help="image size in pixels")
     # light modules: mlflow and torch are imported when a command runs
-    from trainer import follow_alias, predict, serving, serving_check
+    from trainer.serving import follow_alias, serving, serving_check
+    from trainer.model import predict
 
     predict.add_arguments(sub.add_parser("predict", help="print a logged model's detections as JSON lines"))
     serving.add_arguments(sub.add_parser("serve", help="serve one registered version (MLflow's scoring server)"))
@@ -65,7 +66,7 @@ def _fail(message: str, code: int) -> int:
 
 
 def _make_dataset(args: argparse.Namespace) -> int:
-    from trainer.dataset import make_dataset
+    from trainer.training.dataset import make_dataset
 
     try:
         data_yaml = make_dataset(args.dir, seed=args.seed, train=args.train, val=args.val, imgsz=args.imgsz)
@@ -76,7 +77,7 @@ def _make_dataset(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from trainer import predict
+    from trainer.model import predict
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
@@ -88,7 +89,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _serving(args: argparse.Namespace) -> int:
-    from trainer import follow_alias, serving, serving_check
+    from trainer.serving import follow_alias, serving, serving_check
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
@@ -104,7 +105,8 @@ def _serving(args: argparse.Namespace) -> int:
 
 
 def _check_distributed(args: argparse.Namespace) -> int:
-    from trainer import ddp_check, tracking
+    from trainer import tracking
+    from trainer.distributed import ddp_check
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
@@ -120,12 +122,14 @@ def _check_distributed(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from trainer import datafiles, distributed, downloads, runner, tracking
+    from trainer import datafiles, tracking
+    from trainer.distributed import launch
+    from trainer.training import downloads, runner
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     try:
         config = cfg.resolve(args, os.environ)
-        distributed.check(config, distributed.cuda_devices)
+        launch.check(config, launch.cuda_devices)
         # A missing file would fail the run after it exists; a download YOLOv5 would retry for minutes offline:
         # both are found in seconds, before any run.
         datafiles.check(config, runner.yolov5_root(), os.environ)
@@ -133,7 +137,7 @@ def _train(args: argparse.Namespace) -> int:
     except cfg.ConfigError as exc:
         return _fail(str(exc), EXIT_USAGE)
     if config.node_rank > 0:  # a worker node of a DDP training: node 0 owns the MLflow run
-        return distributed.work(config, os.environ, sys.stdout.buffer)
+        return launch.work(config, os.environ, sys.stdout.buffer)
     try:
         outcome = runner.run(config, os.environ, sys.stdout.buffer)
     except tracking.TrackingUnavailable as exc:

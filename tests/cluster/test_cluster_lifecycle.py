@@ -291,7 +291,7 @@ def jobs_by_variant(cluster, ns: str) -> dict[str, tuple[str, str]]:
 def test_sweep_installs_one_job_per_variant_and_an_upgrade_replaces_only_the_changed_one(cluster, helm, namespace, tmp_path):
     from trainer.cli import build_parser
     from trainer.config import resolve
-    from trainer.runner import run_tags
+    from trainer.training.runner import run_tags
 
     ns = ["-n", namespace]
     values = tmp_path / "sweep.yaml"

@@ -3,7 +3,7 @@ the chart's follower ServiceAccount it pins the serving Deployment to the alias'
 the pin across `helm upgrade` (Helm 4 and Helm 3), and may touch nothing but that one Deployment.
 
 kwok runs no container: the serving pods themselves (the rolling update, the scoring server) are tested on the real
-node (tests/e2e) and in tests/test_model.py; the follower runs here as a local process with the pod's credentials.
+node (tests/e2e) and in tests/model/test_model.py; the follower runs here as a local process with the pod's credentials.
 """
 
 from __future__ import annotations

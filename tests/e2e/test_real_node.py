@@ -308,7 +308,7 @@ INTERVAL = 5  # serving.followAlias.intervalSeconds of the test
 CLIENT = """
 import base64, io, json, os, sys, time, urllib.request
 import numpy as np
-from trainer.dataset import _sample
+from trainer.training.dataset import _sample
 url, stop = sys.argv[1], sys.argv[2]
 image, _ = _sample(np.random.default_rng(0), 128)
 buf = io.BytesIO(); image.save(buf, format="JPEG")

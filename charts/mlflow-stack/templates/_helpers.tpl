@@ -78,9 +78,6 @@ app.kubernetes.io/part-of: mlflow-stack
 {{- printf "%s://%s.%s.svc.cluster.local:%v%s" (ternary "https" "http" .Values.server.tls.enabled) (include "mlflow-stack.serviceName" .) .Release.Namespace .Values.server.service.port .Values.server.staticPrefix -}}
 {{- end -}}
 
-{{/* Where the server's TLS Secret is mounted (server.tls). */}}
-{{- define "mlflow-stack.tls.serverDir" -}}/etc/mlflow-tls{{- end -}}
-
 {{/* With server.tls: a client's env naming the CA it verifies the server with (MLflow's client and the trainer read it). */}}
 {{- define "mlflow-stack.tls.clientEnv" -}}
 {{- if .Values.server.tls.enabled }}
@@ -108,27 +105,6 @@ app.kubernetes.io/part-of: mlflow-stack
       - key: {{ .caKey }}
         path: ca.crt
 {{- end }}{{ end }}
-{{- end -}}
-
-{{/* Secrets the credentials hook (templates/credentials) creates when missing, as JSON [{"name": NAME, "keys": {KEY: LENGTH}}]: each generated credential that has neither an explicit value nor an existingSecret. */}}
-{{- define "mlflow-stack.generatedSecrets" -}}
-{{- $list := list -}}
-{{- $pg := .Values.backend.postgresql -}}
-{{- if and (eq .Values.backend.type "postgresql") (not $pg.existingSecret) (not $pg.password) -}}
-{{- $list = append $list (dict "name" (include "mlflow-stack.postgresql.secretName" .) "keys" (dict $pg.passwordKey 32)) -}}
-{{- end -}}
-{{- $my := .Values.backend.mysql -}}
-{{- if and (eq .Values.backend.type "mysql") (not $my.existingSecret) (not $my.password) -}}
-{{- $list = append $list (dict "name" (include "mlflow-stack.mysql.secretName" .) "keys" (dict $my.passwordKey 32)) -}}
-{{- end -}}
-{{- $a := .Values.server.auth -}}
-{{- if and $a.enabled (not $a.existingSecret) (not $a.adminPassword) -}}
-{{- $list = append $list (dict "name" (include "mlflow-stack.auth.secretName" .) "keys" (dict $a.adminPasswordKey 24 $a.flaskSecretKeyKey 48)) -}}
-{{- end -}}
-{{- if include "mlflow-stack.s3.generated" . -}}
-{{- $list = append $list (dict "name" (include "mlflow-stack.objectStore.keysSecretName" .) "keys" (dict "AWS_ACCESS_KEY_ID" 20 "AWS_SECRET_ACCESS_KEY" 40)) -}}
-{{- end -}}
-{{- toJson $list -}}
 {{- end -}}
 
 {{/* Annotations of chart-generated Secrets and PVCs: `helm uninstall` leaves them (data and credentials survive). */}}
@@ -187,26 +163,6 @@ helm.sh/resource-policy: keep
 {{- .Values.server.auth.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "auth")) -}}
 {{- end -}}
 
-{{/* Secret with the oauth2-proxy client and cookie secrets: server.oidc.existingSecret, else the rendered <fullname>-oidc. */}}
-{{- define "mlflow-stack.oidc.secretName" -}}
-{{- .Values.server.oidc.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "oidc")) -}}
-{{- end -}}
-
-{{/* OIDC redirect URL: server.oidc.redirectUrl, else https://<first Ingress host or HTTPRoute hostname><staticPrefix>/oauth2/callback, else empty (oauth2-proxy derives it from the request). */}}
-{{- define "mlflow-stack.oidc.redirectUrl" -}}
-{{- $host := "" -}}
-{{- if and .Values.ingress.enabled .Values.ingress.hosts -}}
-{{- $host = (first .Values.ingress.hosts).host -}}
-{{- else if and .Values.httpRoute.enabled .Values.httpRoute.hostnames -}}
-{{- $host = first .Values.httpRoute.hostnames -}}
-{{- end -}}
-{{- if .Values.server.oidc.redirectUrl -}}
-{{- .Values.server.oidc.redirectUrl -}}
-{{- else if $host -}}
-{{- printf "https://%s%s/oauth2/callback" $host .Values.server.staticPrefix -}}
-{{- end -}}
-{{- end -}}
-
 {{/* TCP port of an http(s) URL (for egress rules): its explicit port, else 80 for http, else 443. */}}
 {{- define "mlflow-stack.urlPort" -}}
 {{- $url := urlParse . -}}
@@ -220,46 +176,6 @@ helm.sh/resource-policy: keep
 {{/* TCP port of the OIDC provider (the server's egress rule): networkPolicy.issuerPort (the provider pod's port), else server.oidc.issuerUrl's. */}}
 {{- define "mlflow-stack.oidc.issuerPort" -}}
 {{- .Values.networkPolicy.issuerPort | default (include "mlflow-stack.urlPort" .Values.server.oidc.issuerUrl) | int -}}
-{{- end -}}
-
-{{/* The oauth2-proxy arguments (no secrets: those come from the environment), built in one place from server.oidc. */}}
-{{- define "mlflow-stack.oidc.args" -}}
-{{- $s := .Values.server -}}
-{{- $o := $s.oidc -}}
-- --provider=oidc
-- --oidc-issuer-url={{ $o.issuerUrl }}
-- --client-id={{ $o.clientId }}
-{{- if $s.tls.enabled }}
-{{- $dir := include "mlflow-stack.tls.serverDir" . }}
-- --https-address=0.0.0.0:4180
-- --tls-cert-file={{ $dir }}/tls.crt
-- --tls-key-file={{ $dir }}/tls.key
-{{- /* the certificate names the Service, not 127.0.0.1: the hop never leaves the pod's network namespace */}}
-- --upstream=https://127.0.0.1:5000/
-- --ssl-upstream-insecure-skip-verify=true
-{{- else }}
-- --http-address=0.0.0.0:4180
-- --upstream=http://127.0.0.1:5000/
-{{- end }}
-- --proxy-prefix={{ $s.staticPrefix }}/oauth2
-{{- with include "mlflow-stack.oidc.redirectUrl" . }}
-- --redirect-url={{ . }}
-{{- end }}
-- --scope={{ join " " $o.scopes }}
-{{- range ($o.emailDomains | default (list "*")) }}
-- --email-domain={{ . }}
-{{- end }}
-{{- range $o.allowedGroups }}
-- --allowed-group={{ . }}
-{{- end }}
-- --code-challenge-method=S256
-- --skip-provider-button=true
-- --reverse-proxy=true
-- --cookie-secure=true
-- --silence-ping-logging=true
-{{- with $o.extraArgs }}
-{{ toYaml . }}
-{{- end }}
 {{- end -}}
 
 {{/* Host of the PostgreSQL server: the bundled StatefulSet's Service or backend.postgresql.host. */}}
@@ -435,78 +351,6 @@ azure.workload.identity/use: "true"
 {{- end -}}
 {{- end -}}
 
-{{/* Host patterns (fnmatch, comma-separated) of pod and node IPs in private networks, with any port: RFC 1918 (10/8, 172.16/12, 192.168/16), the shared CGNAT range 100.64/10 (pod networks of EKS custom networking, Calico, Cilium) and IPv6 unique local addresses fc00::/7 (`[fd00::5]:5000`; `[[]` is fnmatch for a literal `[`). */}}
-{{- define "mlflow-stack.podNetworkHosts" -}}
-{{- $hosts := list "10.*" "192.168.*" -}}
-{{- range $i := until 16 }}{{ $hosts = append $hosts (printf "172.%d.*" (add 16 $i)) }}{{ end -}}
-{{- $hosts = concat $hosts (list "100.6[4-9].*" "100.[7-9][0-9].*" "100.1[01][0-9].*" "100.12[0-7].*") -}}
-{{- $hosts = concat $hosts (list "[[]fc*" "[[]fd*") -}}
-{{- join "," $hosts -}}
-{{- end -}}
-
-{{/* Comma-separated Host headers the server accepts: Service DNS names (+port), Ingress hosts, HTTPRoute hostnames, localhost, pod IPs (private networks), server.allowedHosts. */}}
-{{- define "mlflow-stack.allowedHosts" -}}
-{{- $svc := include "mlflow-stack.serviceName" . -}}
-{{- $port := .Values.server.service.port | toString -}}
-{{- $hosts := list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" -}}
-{{- range $name := list $svc (printf "%s.%s" $svc .Release.Namespace) (printf "%s.%s.svc" $svc .Release.Namespace) (printf "%s.%s.svc.cluster.local" $svc .Release.Namespace) -}}
-{{- $hosts = concat $hosts (list $name (printf "%s:%s" $name $port)) -}}
-{{- end -}}
-{{- if .Values.ingress.enabled -}}
-{{- range .Values.ingress.hosts }}{{ $hosts = append $hosts .host }}{{ end -}}
-{{- end -}}
-{{- if .Values.httpRoute.enabled -}}
-{{- $hosts = concat $hosts .Values.httpRoute.hostnames -}}
-{{- end -}}
-{{- if or .Values.server.allowPrivateNetworks .Values.server.metrics.serviceMonitor.enabled -}}
-{{- $hosts = concat $hosts (include "mlflow-stack.podNetworkHosts" . | splitList ",") -}}
-{{- end -}}
-{{- concat $hosts .Values.server.allowedHosts | uniq | join "," -}}
-{{- end -}}
-
-{{/* The `mlflow server` arguments, built in one place from the values. */}}
-{{- define "mlflow-stack.serverArgs" -}}
-{{- $s := .Values.server -}}
-- --host=0.0.0.0
-- --port=5000
-- --workers={{ $s.workers }}
-- --backend-store-uri={{ include "mlflow-stack.databaseUri" (dict "ctx" .) }}
-- --serve-artifacts
-- --artifacts-destination={{ include "mlflow-stack.artifactsDestination" . }}
-- --allowed-hosts={{ include "mlflow-stack.allowedHosts" . }}
-{{- with $s.corsAllowedOrigins }}
-- --cors-allowed-origins={{ join "," . }}
-{{- end }}
-{{- with $s.staticPrefix }}
-- --static-prefix={{ . }}
-{{- end }}
-{{- if $s.auth.enabled }}
-- --app-name=basic-auth
-{{- end }}
-{{- if $s.metrics.enabled }}
-- --expose-prometheus=/tmp/prometheus-metrics
-{{- end }}
-{{- if $s.tls.enabled }}
-{{- $dir := include "mlflow-stack.tls.serverDir" . }}
-- --uvicorn-opts=--ssl-keyfile {{ $dir }}/tls.key --ssl-certfile {{ $dir }}/tls.crt
-{{- end }}
-{{- with $s.extraArgs }}
-{{ toYaml . }}
-{{- end }}
-{{- end -}}
-
-{{/* The `mlflow gc` arguments: the server's backend store (no password: PGPASSWORD) and its tracking URI, through which the runs' mlflow-artifacts:/ artifacts are deleted; gc.olderThan, gc.experimentIds. */}}
-{{- define "mlflow-stack.gc.args" -}}
-- --backend-store-uri={{ include "mlflow-stack.databaseUri" (dict "ctx" .) }}
-- --tracking-uri={{ include "mlflow-stack.trackingUri" . }}
-{{- with .Values.gc.olderThan }}
-- --older-than={{ . }}
-{{- end }}
-{{- with .Values.gc.experimentIds }}
-- --experiment-ids={{ join "," . }}
-{{- end }}
-{{- end -}}
-
 {{/* The backend's password from its Secret (none with SQLite): PGPASSWORD, which libpq reads, or MYSQL_PASSWORD, which the db-upgrade init container writes to PyMySQL's option file; no URI carries it. */}}
 {{- define "mlflow-stack.backend.passwordEnv" -}}
 {{- if eq .Values.backend.type "postgresql" -}}
@@ -593,27 +437,6 @@ affinity:
 {{- end -}}
 {{- end -}}
 
-{{/* Basic-auth settings of the server and its auth-admin init container (empty with server.auth.enabled=false). */}}
-{{- define "mlflow-stack.auth.serverEnv" -}}
-{{- $a := .Values.server.auth -}}
-{{- if $a.enabled -}}
-- name: MLFLOW_AUTH_CONFIG_PATH
-  value: /etc/mlflow-auth/basic_auth.ini
-- name: MLFLOW_AUTH_ADMIN_USERNAME
-  value: {{ $a.adminUsername | quote }}
-- name: MLFLOW_AUTH_ADMIN_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "mlflow-stack.auth.secretName" . }}
-      key: {{ $a.adminPasswordKey }}
-- name: MLFLOW_FLASK_SERVER_SECRET_KEY
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "mlflow-stack.auth.secretName" . }}
-      key: {{ $a.flaskSecretKeyKey }}
-{{- end }}
-{{- end -}}
-
 {{/* MLflow client login (basic auth on): the admin user and password, for the training Job and the helm test pod. */}}
 {{- define "mlflow-stack.trackingAuthEnv" -}}
 {{- if .Values.server.auth.enabled }}
@@ -627,65 +450,12 @@ affinity:
 {{- end }}
 {{- end -}}
 
-{{/* One sweep variant's training values as JSON (dict "t" .Values.training "name" NAME): its params, tags and resources override the shared ones key by key (resources one level deeper); runName is the trainer's default (the variant name) unless the variant sets it. */}}
-{{- define "mlflow-stack.training.variantValues" -}}
-{{- $t := .t -}}
-{{- $o := get $t.variants .name | default dict -}}
-{{- $params := deepCopy $t.params -}}
-{{- $_ := set $params "runName" nil -}}
-{{- range $k, $v := $o.params }}{{ $_ := set $params $k $v }}{{ end -}}
-{{- $tags := deepCopy ($t.tags | default dict) -}}
-{{- range $k, $v := $o.tags }}{{ $_ := set $tags $k $v }}{{ end -}}
-{{- $resources := deepCopy ($t.resources | default dict) -}}
-{{- range $k, $v := $o.resources -}}
-{{- if and (kindIs "map" $v) (kindIs "map" (get $resources $k)) -}}
-{{- $inner := get $resources $k -}}
-{{- range $k2, $v2 := $v }}{{ $_ := set $inner $k2 $v2 }}{{ end -}}
-{{- else -}}
-{{- $_ := set $resources $k $v -}}
-{{- end -}}
-{{- end -}}
-{{- $distributed := merge (deepCopy ($o.distributed | default dict)) (deepCopy $t.distributed) -}}
-{{- toJson (merge (dict "params" $params "tags" $tags "resources" $resources "distributed" $distributed "variant" .name) (omit $t "variants" "params" "tags" "resources" "distributed")) -}}
-{{- end -}}
-
-{{/* Training Job name (dict "ctx" $ "variant" NAME "spec" SPEC "nnodes" N): <fullname>-train[-<variant>]-<10 hex of the spec's hash>, at most 63 characters (the full name is shortened to keep the whole variant name), less "-<last rank>" for an Indexed Job's pod host names. */}}
-{{- define "mlflow-stack.training.jobName" -}}
-{{- $nnodes := int (.nnodes | default 1) -}}
-{{- $reserve := ternary 0 (add1 (len (toString (sub $nnodes 1)))) (eq $nnodes 1) | int -}}
-{{- $base := include "mlflow-stack.training.baseName" . | trunc (sub 52 $reserve | int) | trimSuffix "-" -}}
-{{- printf "%s-%s" $base (.spec | fromYaml | toJson | sha256sum | trunc 10) -}}
-{{- end -}}
-
-{{/* Training name without hash (dict "ctx" $ "variant" NAME): <fullname>-train[-<variant>], at most 52 characters; the distributed training's headless Service. */}}
-{{- define "mlflow-stack.training.baseName" -}}
-{{- $variant := .variant | default "" -}}
-{{- $keep := ternary 46 (sub 45 (len $variant)) (empty $variant) | int -}}
-{{- $prefix := printf "%s-train" (include "mlflow-stack.fullname" .ctx | trunc $keep | trimSuffix "-") -}}
-{{- with $variant }}{{ $prefix = printf "%s-%s" $prefix . }}{{ end -}}
-{{- $prefix -}}
-{{- end -}}
-
 {{/* Name of the serving Deployment, Service, PDB, HPA, Ingress and NetworkPolicy (the follower patches it): <fullname>-serving. */}}
 {{- define "mlflow-stack.serving.fullname" -}}
 {{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "serving") -}}
 {{- end -}}
 
-{{/* Name of the serving follower's Deployment, ServiceAccount, Role, RoleBinding and egress NetworkPolicy: <fullname>-serving-follower. */}}
-{{- define "mlflow-stack.serving.followerName" -}}
-{{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "serving-follower") -}}
-{{- end -}}
-
 {{/* A value rendered through tpl (bitnami's common.tplvalues.render): a string as is, anything else as its YAML; (dict "value" V "ctx" $). */}}
 {{- define "mlflow-stack.tplvalues.render" -}}
 {{- tpl (ternary .value (toYaml .value) (kindIs "string" .value)) .ctx -}}
-{{- end -}}
-
-{{/* server.extraContainers/extraInitContainers (dict "list" L "ctx" $): rendered with tpl, each with containerSecurityContext under its own securityContext. */}}
-{{- define "mlflow-stack.extraContainers" -}}
-{{- $out := list -}}
-{{- range include "mlflow-stack.tplvalues.render" (dict "value" .list "ctx" .ctx) | fromYamlArray -}}
-{{- $out = append $out (mergeOverwrite (dict "securityContext" (deepCopy $.ctx.Values.containerSecurityContext)) .) -}}
-{{- end -}}
-{{- toYaml $out -}}
 {{- end -}}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Metric
 
-from trainer.reporting import ResultsWatcher, clean_metric_name, parse_results
+from trainer.training.reporting import ResultsWatcher, clean_metric_name, parse_results
 
 # Exactly how YOLOv5 7.0.14 writes it: names right-aligned in 20 characters, per-class columns at the end.
 HEADER = ("               epoch,      train/box_loss,     metrics/mAP_0.5,metrics/mAP_0.5:0.95,"

@@ -1,4 +1,4 @@
-"""One rank of `trainer check-distributed`: `torchrun ... -m trainer.ddp_probe --out FILE --hold S`.
+"""One rank of `trainer check-distributed`: `torchrun ... -m trainer.distributed.ddp_probe --out FILE --hold S`.
 
 Joins the process group over gloo (the rendezvous torchrun set up: MASTER_ADDR, RANK, WORLD_SIZE), checks an
 all-reduce adds up to the world size, gathers every rank's host name, then keeps all-reducing for --hold seconds so
@@ -19,7 +19,7 @@ TIMEOUT = timedelta(seconds=120)  # a peer that never answers fails the collecti
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="trainer.ddp_probe")
+    parser = argparse.ArgumentParser(prog="trainer.distributed.ddp_probe")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--hold", type=float, default=0.0)
     args = parser.parse_args(argv)

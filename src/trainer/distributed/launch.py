@@ -1,38 +1,24 @@
-"""DDP training under torchrun: the refusals YOLOv5 would only reach minutes in, the launch command, and the life of
+"""DDP training under torchrun: the refusals YOLOv5 would only reach minutes in and the life of
 a worker node (node_rank > 0), which trains but never creates or ends the MLflow run: node 0 owns it."""
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping
 
 from trainer.config import ConfigError, TrainConfig
+from trainer.training.torchrun import GROUP_TAG, group
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from trainer import runner
+    from trainer.training.child import Child, Signals
 
 log = logging.getLogger(__name__)
 
-ENTRY = ["-m", "trainer.yolo_entry"]
-GROUP_TAG = "distributed.group"  # on node 0's run: how workers find the run they belong to
 REFUSED_WITH_DDP = ("--evolve", "--image-weights")  # YOLOv5's train.py asserts on both under DDP
-
-
-def child_command(config: TrainConfig, entry: list[str] = ENTRY) -> list[str]:
-    """The training child: `python -m trainer.yolo_entry`, under torch.distributed.run when the training is DDP.
-    Static rendezvous (--master-addr/--master-port) keeps node 0's first process global rank 0."""
-    if not config.torchrun:
-        return [sys.executable, *entry]
-    return [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", str(config.nnodes),
-        "--nproc-per-node", str(config.nproc_per_node), "--node-rank", str(config.node_rank),
-        "--master-addr", config.master_addr, "--master-port", str(config.master_port), *entry,
-    ]  # fmt: skip
 
 
 def check(config: TrainConfig, cuda_devices: Callable[[], int]) -> None:
@@ -64,22 +50,6 @@ def cuda_devices() -> int:
     return torch.cuda.device_count()
 
 
-def group(config: TrainConfig, env: Mapping[str, str]) -> str:
-    """What the nodes of one training share: the Job (one per training) where the chart runs it, else the rendezvous."""
-    return env.get("KUBERNETES_JOB_NAME") or f"{config.master_addr}:{config.master_port}"
-
-
-def run_tags(config: TrainConfig, env: Mapping[str, str]) -> dict[str, str]:
-    if not config.torchrun:
-        return {}
-    return {GROUP_TAG: group(config, env), "world_size": str(config.world_size)}
-
-
-def node_id(config: TrainConfig) -> str | None:
-    """MLflow's system-metrics node id (system/<id>/...): set when several nodes log into one run."""
-    return f"node-{config.node_rank}" if config.nnodes > 1 else None
-
-
 def find_run(client: MlflowClient, config: TrainConfig, env: Mapping[str, str], deadline: float) -> str | None:
     """The RUNNING run node 0 created for this training (read only: a worker never creates or ends a run)."""
     from trainer import tracking
@@ -101,7 +71,7 @@ def find_run(client: MlflowClient, config: TrainConfig, env: Mapping[str, str], 
 
 def work(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> int:
     """A worker node: trains its ranks, streams their output, ends with torchrun's exit code (128+N on signal N)."""
-    from trainer import runner
+    from trainer.training import runner
 
     with runner.launched(config, env, console) as launch:
         log.info("node %d of %d: a worker of the training whose MLflow run node 0 owns (group %s)",
@@ -116,7 +86,7 @@ def work(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> int:
                 m.finish()  # type: ignore[attr-defined]
 
 
-def worker_exit(child: runner.Child, signals: runner.Signals) -> int:
+def worker_exit(child: Child, signals: Signals) -> int:
     """Streams a worker node's ranks to their end: torchrun's exit code, or 128+N when signal N stopped them."""
     code = child.wait(None, signals)
     return 128 + signals.received if signals.received is not None else code
@@ -133,7 +103,7 @@ def _join_run(config: TrainConfig, env: Mapping[str, str], monitor: list[object]
         return
     log.info("node %d is a worker of MLflow run %s", config.node_rank, run_id)
     if config.system_metrics:
-        from trainer import runner
+        from trainer.training import runner
 
         found = runner.system_metrics(run_id, config)
         if found is not None:

@@ -1,9 +1,9 @@
 """`trainer check-distributed`: the DDP wiring of a training checked in seconds, before a long training.
 
 Takes the training's flags and env (the chart runs it in the same pods with the same values) and starts
-`trainer.ddp_probe` under torchrun instead of YOLOv5: every rank rendezvouses with node 0, all-reduces over gloo and
-reports its host. Node 0 records the check as one MLflow run (world size, hosts, rendezvous time, the log) that ends
-FINISHED, FAILED (a rank was lost or never came) or KILLED; worker nodes never create or end a run.
+`trainer.distributed.ddp_probe` under torchrun instead of YOLOv5: every rank rendezvouses with node 0, all-reduces
+over gloo and reports its host. Node 0 records the check as one MLflow run (world size, hosts, rendezvous time, the
+log) that ends FINISHED, FAILED (a rank was lost or never came) or KILLED; worker nodes never create or end a run.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Mapping
 
-from trainer import distributed, runner, tracking
+from trainer import tracking
 from trainer.config import TrainConfig
+from trainer.distributed import launch
+from trainer.training import runner, torchrun
+from trainer.training.child import Child, Signals, Tee
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +37,22 @@ def run(config: TrainConfig, hold: float, env: Mapping[str, str], console: Binar
     logs = config.save_dir.parent / "logs" / f"{config.name}-ddp-check"
     result_file = logs / "ddp-check.json"
     result_file.unlink(missing_ok=True)
-    entry = ["-m", "trainer.ddp_probe", "--out", str(result_file), "--hold", str(hold)]
-    tee = runner.Tee(logs / "ddp-check.log", console)
-    with runner.Signals() as signals:
-        child = runner.Child(distributed.child_command(config, entry), env, tee, logs / "device.json")
+    entry = ["-m", "trainer.distributed.ddp_probe", "--out", str(result_file), "--hold", str(hold)]
+    tee = Tee(logs / "ddp-check.log", console)
+    with Signals() as signals:
+        child = Child(torchrun.child_command(config, entry), env, tee, logs / "device.json")
         try:
             if config.node_rank > 0:
                 log.info("node %d of %d: checking the rendezvous with node 0 (%s:%d); node 0 records the check",
                          config.node_rank, config.nnodes, config.master_addr, config.master_port)  # fmt: skip
-                return distributed.worker_exit(child, signals)
+                return launch.worker_exit(child, signals)
             return _recorded(config, env, child, signals, result_file, logs / "ddp-check.log")
         finally:
             child.stop(force=True)
             tee.close()
 
 
-def _recorded(config: TrainConfig, env: Mapping[str, str], child: runner.Child, signals: runner.Signals,
+def _recorded(config: TrainConfig, env: Mapping[str, str], child: Child, signals: Signals,
               result_file: Path, log_file: Path) -> int:  # fmt: skip
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient

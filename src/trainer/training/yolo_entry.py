@@ -1,4 +1,4 @@
-"""The training child process: `python -m trainer.yolo_entry <YOLOv5 train.py flags>`.
+"""The training child process: `python -m trainer.training.yolo_entry <YOLOv5 train.py flags>`.
 
 Runs in its own process so the parent can stream its output, watch results.csv and stop it on SIGTERM.
 With TRAINER_HANDSHAKE=<file> it writes the device it chose there, then waits for `go` on stdin, so the

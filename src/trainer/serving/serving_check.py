@@ -14,7 +14,7 @@ import json
 import urllib.error
 import urllib.request
 
-from trainer.detector_model import COLUMNS
+from trainer.model.detector_model import COLUMNS
 
 
 class CheckFailed(Exception):
@@ -30,7 +30,7 @@ def generated_jpeg(size: int = 128) -> bytes:
     """A synthetic scene like the synthetic dataset's (no file to ship, nothing to download)."""
     import numpy as np
 
-    from trainer.dataset import _sample
+    from trainer.training.dataset import _sample
 
     image, _ = _sample(np.random.default_rng(0), size)
     out = io.BytesIO()

@@ -1,4 +1,4 @@
-"""Champion/challenger promotion (trainer/promotion.py) on real MLflow servers, without trainings: runs with a logged
+"""Champion/challenger promotion (trainer/model/promotion.py) on real MLflow servers, without trainings: runs with a logged
 metric, versions registered from them, and promoters running in separate processes at the same instant."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from harness import MlflowServer, Postgres, chart_server_workers, trainer_cmd, trainer_env
-from trainer import promotion, tracking
+from trainer import tracking
+from trainer.model import promotion
 
 METRIC = "best/metrics/mAP_0.5"
 MODEL = "detector"
@@ -26,7 +27,8 @@ MODEL = "detector"
 PROMOTER = """
 import json, sys, time
 from mlflow.tracking import MlflowClient
-from trainer import promotion, tracking
+from trainer import tracking
+from trainer.model import promotion
 print("ready", flush=True)
 for line in sys.stdin:
     url, run_id, start, mode = json.loads(line)

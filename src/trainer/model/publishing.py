@@ -10,7 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from trainer import model_logging, promotion, tracking
+from trainer import tracking
+from trainer.model import model_logging, promotion
 from trainer.bookkeeping import Bookkeeping
 
 if TYPE_CHECKING:

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
-import os
-import signal
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,20 +12,20 @@ from typing import TYPE_CHECKING, BinaryIO, Iterator, Mapping
 
 import yaml
 
-from trainer import datafiles, distributed
+from trainer import datafiles
 from trainer.bookkeeping import Bookkeeping
 from trainer.config import TrainConfig, dataset_label
 from trainer.datafiles import DataSpec
+from trainer.training import torchrun
+from trainer.training.child import Child, Signals, Tee
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from trainer.reporting import ResultsWatcher
+    from trainer.training.reporting import ResultsWatcher
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.5  # how often results.csv is checked: bounds the metric latency
-STOP_GRACE_SECONDS = 20  # time YOLOv5 gets to exit on SIGTERM before it is killed
 FINISH_SECONDS_MIN = 60  # minimum time spent retrying the final uploads while the server is away
 
 # Environment variables (set by the chart through the downward API) that become run tags.
@@ -50,25 +45,6 @@ class Outcome:
     exit_code: int
     run_id: str
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-class Tee:
-    """Writes the child's output to our stdout (kubectl logs) and to the log file that is uploaded."""
-
-    def __init__(self, path: Path, console: BinaryIO) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("ab")
-        self._console = console
-        self._lock = threading.Lock()
-
-    def write(self, chunk: bytes, console: bool = True) -> None:
-        with self._lock:
-            for out in (self._console, self._file) if console else (self._file,):
-                out.write(chunk)
-                out.flush()
-
-    def close(self) -> None:
-        self._file.close()
 
 
 class _LogFileHandler(logging.Handler):
@@ -133,31 +109,9 @@ def run_tags(config: TrainConfig, env: Mapping[str, str]) -> dict[str, str]:
     }
     tags.update({tag: env[var] for var, tag in ENV_TAGS.items() if env.get(var)})
     tags.update({k: v for k, v in (("sweep", config.sweep), ("variant", config.variant)) if v})
-    tags.update(distributed.run_tags(config, env))
+    tags.update(torchrun.run_tags(config, env))
     tags.update(config.tag)  # the user's --tag wins
     return tags
-
-
-class Signals:
-    """Turns SIGTERM/SIGINT into a stop request that the main loop acts on."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> "Signals":
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.received is None:
-            log.warning("received %s: stopping training, uploading what exists", signal.Signals(signum).name)
-            self.received = signum
 
 
 @dataclass
@@ -187,7 +141,7 @@ def launched(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> 
     logging.getLogger("trainer").addHandler(handler)
     try:
         with Signals() as signals:
-            command = distributed.child_command(config) + yolo_args(config, hyp, data)
+            command = torchrun.child_command(config) + yolo_args(config, hyp, data)
             child = Child(command, child_env, tee, logs / "device.json")
             try:
                 yield Launch(child, signals, hyp, spec, logs / "train.log")
@@ -210,7 +164,7 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], launch: Launch) -> Out
     from mlflow.tracking import MlflowClient
 
     from trainer import tracking
-    from trainer.reporting import ResultsWatcher
+    from trainer.training.reporting import ResultsWatcher
 
     child, signals, hyp, spec = launch.child, launch.signals, launch.hyp, launch.spec
     tracking.wait_for_server(config.mlflow_uri, config.wait_timeout)
@@ -258,71 +212,6 @@ def _tracked(config: TrainConfig, env: Mapping[str, str], launch: Launch) -> Out
     return outcome
 
 
-class Child:
-    """YOLOv5 (or torchrun with its ranks) in its own process group. It reports the device it chose, then waits for
-    `go` to train (global rank 0 only: the ranks of worker nodes start at once)."""
-
-    def __init__(self, command: list[str], env: Mapping[str, str], tee: Tee, handshake: Path) -> None:
-        handshake.unlink(missing_ok=True)
-        self._handshake = handshake
-        env = dict(env, PYTHONUNBUFFERED="1", TRAINER_HANDSHAKE=str(handshake))
-        self._proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
-        self._pump = threading.Thread(target=_pump, args=(self._proc.stdout, tee), daemon=True)
-        self._pump.start()
-
-    def device(self, signals: Signals) -> tuple[str, bool] | None:
-        """The child's (device, CUDA available) once it has imported torch; None if it stopped first."""
-        while self._proc.poll() is None and signals.received is None:
-            if self._handshake.exists():
-                report = json.loads(self._handshake.read_text())
-                return report["device"], report["gpu"]
-            time.sleep(0.05)
-        return None
-
-    def go(self) -> None:
-        if self._proc.poll() is None and self._proc.stdin is not None:
-            try:
-                self._proc.stdin.write(b"go\n")
-                self._proc.stdin.close()
-            except BrokenPipeError:
-                pass  # it has exited; wait() reports how
-
-    def wait(self, watcher: ResultsWatcher | None, signals: Signals) -> int:
-        """Streams until the child exits, logging each epoch as it lands; SIGTERM/SIGINT stop it."""
-        stop_sent: float | None = None
-        while self._proc.poll() is None:
-            if watcher is not None:
-                watcher.poll()
-            if signals.received is not None:
-                if stop_sent is None:
-                    self.stop()
-                    stop_sent = time.monotonic()
-                elif time.monotonic() - stop_sent > STOP_GRACE_SECONDS:
-                    self.stop(force=True)
-            try:  # waiting on the child (not sleeping) notices its exit at once
-                self._proc.wait(timeout=POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-        self._pump.join(timeout=10)
-        if watcher is not None:
-            watcher.poll()
-        return self._proc.returncode
-
-    def stop(self, force: bool = False) -> None:
-        if self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGKILL if force else signal.SIGTERM)
-            if force:
-                self._proc.wait()
-
-
-def _pump(stream: BinaryIO, tee: Tee) -> None:
-    while chunk := os.read(stream.fileno(), 65536):
-        tee.write(chunk)
-
-
 def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher: ResultsWatcher,
             spec: DataSpec | None, log_file: Path, book: Bookkeeping) -> None:  # fmt: skip
     """Final metrics, artifacts, optional registration, then the run's end status, riding out server restarts."""
@@ -342,7 +231,7 @@ def _finish(client: MlflowClient, config: TrainConfig, outcome: Outcome, watcher
         if outcome.status == "FINISHED":  # without its weights the run is of no use
             outcome.status, outcome.exit_code = "FAILED", 1
     if outcome.status == "FINISHED":  # the detector as an MLflow Model, registered and promoted if asked
-        from trainer.publishing import publish
+        from trainer.model.publishing import publish
 
         publish(client, config, outcome.run_id, spec, best_epoch, book)
     book.record(client, outcome.run_id)
@@ -356,7 +245,7 @@ def system_metrics(run_id: str, config: TrainConfig) -> object | None:
     try:
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-        monitor = SystemMetricsMonitor(run_id, node_id=distributed.node_id(config), tracking_uri=config.mlflow_uri)
+        monitor = SystemMetricsMonitor(run_id, node_id=torchrun.node_id(config), tracking_uri=config.mlflow_uri)
         monitor.start()
         return monitor
     except Exception as exc:  # noqa: BLE001 - optional: missing psutil must not stop training

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_images(paths: list[Path]) -> list[bytes]:
     """Every image read and decoded before the model loads: a bad one fails in a second, naming it."""
-    from trainer.detector_model import decode_image
+    from trainer.model.detector_model import decode_image
 
     contents = []
     for row, path in enumerate(paths):

@@ -14,7 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trainer import config as cfg
-from trainer import distributed, runner
+from trainer.distributed import launch
+from trainer.training import runner, torchrun
 
 from harness import MlflowServer, Proc, free_port, tiny_train_args, trainer_cmd, trainer_env, wait_until
 
@@ -28,22 +29,22 @@ def resolve(*argv: str, env: dict[str, str] | None = None) -> cfg.TrainConfig:
 def test_single_process_unless_torchrun_flags_are_given() -> None:
     config = resolve()
     assert not config.torchrun and config.world_size == 1
-    assert distributed.child_command(config) == [sys.executable, "-m", "trainer.yolo_entry"]
-    distributed.check(config, lambda: pytest.fail("a single-process training must not look for GPUs"))
+    assert torchrun.child_command(config) == [sys.executable, "-m", "trainer.training.yolo_entry"]
+    launch.check(config, lambda: pytest.fail("a single-process training must not look for GPUs"))
 
 
 def test_torchrun_command_for_one_node_and_for_several() -> None:
     one = resolve("--nproc-per-node", "1")  # world size 1, still through torchrun (the DDP path)
     assert one.torchrun and one.world_size == 1
-    assert distributed.child_command(one)[1:] == [
+    assert torchrun.child_command(one)[1:] == [
         "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "1", "--node-rank", "0",
-        "--master-addr", "127.0.0.1", "--master-port", "29500", "-m", "trainer.yolo_entry",
+        "--master-addr", "127.0.0.1", "--master-port", "29500", "-m", "trainer.training.yolo_entry",
     ]  # fmt: skip
     env = {"PET_NNODES": "2", "PET_NPROC_PER_NODE": "4", "PET_MASTER_ADDR": "train-0.train", "PET_MASTER_PORT": "23456",
            "JOB_COMPLETION_INDEX": "1"}  # fmt: skip
     two = resolve(env=env)
     assert (two.nnodes, two.nproc_per_node, two.node_rank, two.world_size) == (2, 4, 1, 8)
-    assert distributed.child_command(two)[3:13] == [
+    assert torchrun.child_command(two)[3:13] == [
         "--nnodes", "2", "--nproc-per-node", "4", "--node-rank", "1", "--master-addr", "train-0.train",
         "--master-port", "23456",
     ]  # fmt: skip
@@ -76,16 +77,16 @@ def test_node_rank_comes_from_the_flag_then_pet_node_rank_then_the_job_completio
 def test_refusals_name_the_flag(argv: list[str], gpus: int, message: str) -> None:
     config = resolve("--nproc-per-node", "2", "--batch-size", "16", *argv)
     with pytest.raises(cfg.ConfigError) as refused:
-        distributed.check(config, lambda: gpus)
+        launch.check(config, lambda: gpus)
     assert message in str(refused.value)
 
 
 def test_runs_record_the_world_size() -> None:
     config = resolve(env={"PET_NNODES": "2", "PET_NPROC_PER_NODE": "4", "KUBERNETES_JOB_NAME": "train-abc"})
-    assert runner.run_tags(config, {"KUBERNETES_JOB_NAME": "train-abc"})[distributed.GROUP_TAG] == "train-abc"
+    assert runner.run_tags(config, {"KUBERNETES_JOB_NAME": "train-abc"})[torchrun.GROUP_TAG] == "train-abc"
     assert runner.run_tags(config, {})["world_size"] == "8"
     assert "world_size" not in runner.run_tags(resolve(), {})
-    assert distributed.node_id(config) == "node-0" and distributed.node_id(resolve()) is None
+    assert torchrun.node_id(config) == "node-0" and torchrun.node_id(resolve()) is None
 
 
 def test_ddp_on_cpu_is_refused_in_one_line_before_a_run_exists(sqlite_server: MlflowServer, dataset: Path,
@@ -107,7 +108,7 @@ def test_torchrun_starts_yolov5_as_a_rank_up_to_its_cuda_assert(dataset: Path, t
     """No refusal is possible where CUDA is missing only at YOLOv5's assert: the launch itself is what is checked."""
     config = resolve(*tiny_train_args(dataset), "--nproc-per-node", "1", "--master-port", str(free_port()))
     root = runner.yolov5_root()
-    argv = distributed.child_command(config) + runner.yolo_args(config, root / "data/hyps/hyp.scratch-low.yaml", str(dataset))
+    argv = torchrun.child_command(config) + runner.yolo_args(config, root / "data/hyps/hyp.scratch-low.yaml", str(dataset))
     proc = subprocess.run(argv, cwd=tmp_path, env=trainer_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "insufficient CUDA devices for DDP command" in proc.stdout + proc.stderr, proc.stderr[-3000:]

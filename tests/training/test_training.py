@@ -118,7 +118,7 @@ def test_sqlite_run_records_params_tags_epochs_artifacts_and_model(
 
     version = client.get_model_version_by_alias(MODEL, "newest")
     assert version.run_id == run_id
-    assert version.source.startswith("models:/m-")  # the logged MLflow Model (tests/test_model.py loads it)
+    assert version.source.startswith("models:/m-")  # the logged MLflow Model (tests/model/test_model.py loads it)
     assert run.data.tags["registered_model"] == f"{MODEL}/{version.version}"
 
 

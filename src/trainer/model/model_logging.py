@@ -1,6 +1,6 @@
 """Logs a finished training's detector as an MLflow Model (MLflow 3 LoggedModel, linked to the run and its best epoch).
 
-The model is trainer/detector_model.py ("models from code") plus the weights as its one artifact: loadable with
+The model is trainer/model/detector_model.py ("models from code") plus the weights as its one artifact: loadable with
 `mlflow.pyfunc.load_model`, servable with `mlflow models serve`, with a signature, an input example (one validation
 image) and the exact versions of what it needs.
 """
@@ -83,7 +83,7 @@ def check_prediction(weights: Path, model_config: dict[str, Any], example: Any) 
     (MLflow's own check of the example, in Model.log, only logs a warning: a broken model would be registered.)"""
     from mlflow.pyfunc.model import PythonModelContext
 
-    from trainer import detector_model
+    from trainer.model import detector_model
 
     model = detector_model.YoloDetector()
     context = PythonModelContext(artifacts={"weights": str(weights)}, model_config=model_config)

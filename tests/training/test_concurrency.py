@@ -29,7 +29,7 @@ SUMMARY = {"best_epoch", "epochs_completed"}  # logged once at the end, not per 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Eight 64 px images: the trainings share two cores."""
-    from trainer.dataset import make_dataset
+    from trainer.training.dataset import make_dataset
 
     return make_dataset(tmp_path_factory.mktemp("parallel") / "shapes", seed=1, train=8, val=4, imgsz=64)
 

@@ -9,8 +9,8 @@ import pytest
 
 from trainer.cli import build_parser
 from trainer.config import ConfigError, resolve
-from trainer.downloads import check, needed, reachable
-from trainer.runner import yolov5_root
+from trainer.training.downloads import check, needed, reachable
+from trainer.training.runner import yolov5_root
 
 
 def parse(*argv: str):

@@ -24,7 +24,7 @@ from PIL import Image
 from harness import (MODEL, MlflowServer, S3, Proc, Training, free_port, http_json, http_ok, trainer_cmd, trainer_env,
                      wait_until)  # fmt: skip
 from test_docs_commands import scoring_examples
-from trainer.dataset import _sample
+from trainer.training.dataset import _sample
 
 pytestmark = pytest.mark.slow
 

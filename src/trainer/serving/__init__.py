@@ -1,0 +1,1 @@
+"""Serving: `trainer serve` (the scoring server), the alias follower and `trainer check-serving`."""
