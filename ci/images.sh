@@ -125,8 +125,10 @@ build_one() {
   key=$(cat "$(dockerfile "$name")" $(inputs_of "$name") | { cat; printf '%s\n' "${args[@]}" "$base_id"; } | sha256sum | cut -c1-16)
   if [ "$(image_label "$ref")" = "$key" ]; then log "$ref is up to date"; return 0; fi
   # the same inputs built under another name (another REGISTRY): tag that image instead of building it again. Only a
-  # named image counts: a failed build leaves its last good step, label and all, as an unnamed one.
-  same=$(buildah images --noheading --filter "label=$LABEL=$key" --format '{{.ID}} {{.Name}}' | awk '$2 != "<none>" {print $1; exit}')
+  # named image counts: a failed build leaves its last good step, label and all, as an unnamed one. awk reads the whole
+  # list: exiting at the first match would kill buildah with SIGPIPE, which pipefail turns into a failed build.
+  same=$(buildah images --noheading --filter "label=$LABEL=$key" --format '{{.ID}} {{.Name}}' |
+    awk '$2 != "<none>" && !id {id = $1} END {if (id) print id}')
   if [ -n "$same" ]; then buildah tag "$same" "$ref"; log "$ref is up to date (tagged $same)"; return 0; fi
   log "building $ref"
   local mounts=() old
