@@ -6,7 +6,8 @@ a real bash (so quoting mistakes fail as they would for a user) in which `helm` 
 install/upgrade into `helm template` with the same flags. A release from `oci://` is rendered from the local chart.
 The values files the docs define in their own yaml blocks (`# my-images.yaml`, `# sweep.yaml`, ...) are written next
 to the command first. Every install and upgrade of the local chart must pass `-f my-images.yaml`, and what it renders
-must run the images named there: an upgrade without it falls back to the chart's default images.
+must run the images named there: an upgrade without it falls back to the chart's default images. The README's
+command that turns serving on serves the model its training registers and promotes (the same values, merged).
 """
 
 from __future__ import annotations
@@ -169,3 +170,47 @@ def test_doc_helm_command_renders(where: str, command: str, tmp_path: Path) -> N
         wanted = (ours["server"]["image"]["repository"], ours["training"]["image"]["repository"])
         built = [i for i in images_in(result.stdout) if re.search(r"/mlflow-stack-(server|trainer)[:@]", i)]
         assert built and all(i.startswith(wanted) for i in built), f"{where}: images {built}, not {wanted}"
+
+
+def helm_values(command: str, files: dict[str, dict]) -> dict:
+    """The values a README `helm install`/`upgrade` gives the chart: its `-f` files (the README's own) in order, then
+    its `--set`s, merged key by key over the chart's defaults."""
+    def merge(into: dict, more: dict) -> dict:
+        for key, value in more.items():
+            into[key] = merge(dict(into.get(key) or {}), value) if isinstance(value, dict) else value
+        return into
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    words = command.split()
+    for flag, arg in zip(words, words[1:]):
+        if flag in ("-f", "--values"):
+            values = merge(values, files.get(arg, {}))
+        elif flag == "--set":
+            for assignment in arg.split(","):
+                path, value = assignment.split("=", 1)
+                *parents, leaf = path.split(".")
+                nested: dict = {leaf: yaml.safe_load(value)}
+                for parent in reversed(parents):
+                    nested = {parent: nested}
+                values = merge(values, nested)
+    return values
+
+
+def test_readme_serves_the_model_its_training_registers_and_promotes() -> None:
+    """One cluster story (issue 33): the README's command that turns serving on keeps a training that registers the
+    served model and moves the served alias, and every `serving.model` the README names is that model."""
+    readme = REPO / "README.md"
+    files = {name: yaml.safe_load(text) or {} for name, text in values_files().items()}
+    serving = [(c, v) for _, c in commands(shell_lines(readme))
+               if re.match(r"helm\s+(install|upgrade)\s", c) and (v := helm_values(c, files))["serving"]["enabled"]]
+    assert serving, "no helm command of README.md turns serving on (serving.enabled)"
+    for command, values in serving:
+        model, alias = values["serving"]["model"], values["serving"]["alias"]
+        training = values["training"]
+        runs = [training["params"]] + [{**training["params"], **(v or {}).get("params", {})}
+                                       for v in (training.get("variants") or {}).values()]  # fmt: skip
+        assert model, f"{command}: serving.model is empty"
+        assert all(p.get("registerModel") == model for p in runs), f"{command}: serves {model!r}, trains {runs}"
+        assert all(p.get("promoteAlias") == alias for p in runs), f"{command}: serves @{alias}, promotes {runs}"
+        named = re.findall(r"serving\.model[=:]\s*`?([\w.-]+)", readme.read_text())
+        assert set(named) <= {model}, f"README.md names serving.model {named}, its serving command serves {model}"
