@@ -5,9 +5,9 @@
 #   2. images: the server and trainer images plus the test stand-ins, built for real (ci/images.sh; unchanged ones are
 #      not rebuilt) beside stage 1. The trainer is the CUDA variant: the CPU one needs the PyTorch index, which CI
 #      cannot reach.
-#   3. pytest, all but the end-to-end tests and tests/cluster, beside stage 4
-#   4. pytest tests/cluster (the API server with kwok), then pytest -m e2e: those images and the chart released (signed)
-#      into the real node's registry (ci/node, ci/release.sh), installed from oci:// and pulled with an imagePullSecret
+#   3. pytest, all but the end-to-end tests, then tests/cluster (the API server with kwok), beside stage 4
+#   4. pytest -m e2e: those images and the chart released (signed) into the real node's registry (ci/node,
+#      ci/release.sh), installed from oci:// and pulled with an imagePullSecret
 #   5. nothing left running: every process started by this run (servers, the node, a gpg-agent) has ended
 #      (ci/lib/leftovers.py finds them by the MLFLOW_STACK_TEST_RUN marker each one inherits)
 # Where the kernel allows, pytest runs in a network namespace that has only loopback: proof that training, servers
@@ -78,16 +78,17 @@ timed "chart + images" chart bash ci/chart-test.sh
 [ "$e2e" = 0 ] || join "$images_pid" images "images (ci/images.sh)"
 ledger "chart + images" - $((SECONDS - start))
 
-# 3 + 4. Two pytest runs side by side, each about half the CPU on its own: the API-server tests (tests/cluster: waits on
-# kwok and the control plane) and then the real node's (e2e: waits on pods, pulls and probes) beside all the others.
+# 3 + 4. Two pytest runs side by side, each about half the CPU on its own: the real node's (e2e: waits on pods, pulls
+# and probes) beside all the others, the API-server tests (tests/cluster: waits on kwok and the control plane) last, so
+# that both lanes take about as long.
 start=$SECONDS
-beside e2e bash -c 'timed "pytest + e2e" "tests/cluster" pytest tests/cluster -m "not e2e" --junitxml="$0/pytest-cluster.xml" "$@" &&
-  timed "pytest + e2e" "e2e (real node)" pytest tests -m e2e --junitxml="$0/e2e.xml" "$@"' "$LEDGER" "$@"
+beside e2e bash -c 'timed "pytest + e2e" "e2e (real node)" pytest tests -m e2e --junitxml="$0/e2e.xml" "$@"' "$LEDGER" "$@"
 lane_pid=$!
-echo "== pytest (all but e2e and tests/cluster; those two run beside it)"
+echo "== pytest (all but e2e, tests/cluster last; e2e runs beside it)"
 timed "pytest + e2e" "pytest (all but e2e and tests/cluster)" \
   pytest tests -m "not e2e" --ignore=tests/cluster --junitxml="$LEDGER/pytest.xml" "$@"
-join "$lane_pid" e2e "pytest tests/cluster, then pytest -m e2e (real node)"
+timed "pytest + e2e" "tests/cluster" pytest tests/cluster -m "not e2e" --junitxml="$LEDGER/pytest-cluster.xml" "$@"
+join "$lane_pid" e2e "pytest -m e2e (real node)"
 ledger "pytest + e2e" - $((SECONDS - start))
 
 echo "== nothing left running"
