@@ -146,6 +146,32 @@ def test_model_has_signature_example_and_pinned_requirements(trained: Trained, m
     assert (local / "detector_model.py").is_file() and not list(local.rglob("*.pkl"))  # models from code
 
 
+def test_the_training_process_checks_the_model_and_a_failed_check_logs_none(trained: Trained, dataset: Path,
+                                                                           tmp_path: Path) -> None:  # fmt: skip
+    """The training child loaded its best.pt as MLflow will and predicted on the example before it exited (so the
+    parent never imports torch for it); a failure there keeps the model out of MLflow, and weights written after that
+    check are checked again by the parent."""
+    from trainer import datafiles
+    from trainer.model import model_logging
+
+    check = json.loads((trained.weights.parent.parent / model_logging.CHECK_FILE).read_text())
+    assert (check["weights"], check["error"]) == ("best.pt", ""), check
+    save_dir = tmp_path / "run"
+    (save_dir / "weights").mkdir(parents=True)
+    weights = save_dir / "weights" / "best.pt"
+    weights.write_bytes(trained.weights.read_bytes())
+    stat = weights.stat()
+    failed = {"weights": "best.pt", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "error": "ValueError: boom"}
+    (save_dir / model_logging.CHECK_FILE).write_text(json.dumps(failed))
+    spec = datafiles.load(str(dataset), dataset.parent, {})
+    client = MlflowClient(trained.server.url)
+    with pytest.raises(RuntimeError, match="does not load and predict on the input example: ValueError: boom"):
+        model_logging.log_detector(client, trained.server.url, trained.run_id, save_dir, spec, 128, 0, 0.0)
+    assert model_logging.checked_by_child(save_dir, weights) == "ValueError: boom"
+    weights.write_bytes(trained.weights.read_bytes() + b"\0")  # not the file the child checked
+    assert model_logging.checked_by_child(save_dir, weights) is None
+
+
 def test_load_by_alias_predicts_the_boxes_of_yolov5_itself(trained: Trained, model) -> None:
     images = [generated(128, seed=7), generated(128, seed=8)]
     found = model.predict(pd.DataFrame({"image": images}), params=LOW)

@@ -16,6 +16,7 @@ from trainer import datafiles
 from trainer.bookkeeping import Bookkeeping
 from trainer.config import TrainConfig, dataset_label
 from trainer.datafiles import DataSpec
+from trainer.model import model_logging
 from trainer.training import torchrun
 from trainer.training.child import Child, Signals, Tee
 
@@ -136,6 +137,7 @@ def launched(config: TrainConfig, env: Mapping[str, str], console: BinaryIO) -> 
     if spec is not None:  # YOLOv5 gets the yaml with an absolute path, and downloads into that path's parent
         data = str(spec.write(logs / "data.yaml"))
         child_env[datafiles.DATASETS_DIR_ENV] = str(spec.download_dir())
+        child_env[model_logging.CHECK_ENV] = data  # the child checks its model on this dataset's first val image
     tee = Tee(logs / "train.log", console)
     handler = _LogFileHandler(tee)
     logging.getLogger("trainer").addHandler(handler)

@@ -40,6 +40,10 @@ def main(argv: list[str]) -> None:
         if sys.stdin.readline().strip() != "go":
             sys.exit("trainer: stopped before training started")
     train.main(opt)
+    if os.environ.get("RANK", "0") == "0":
+        from trainer.model.model_logging import check_after_training
+
+        check_after_training(Path(opt.save_dir), dict(os.environ))
 
 
 if __name__ == "__main__":
