@@ -235,18 +235,42 @@ helm.sh/resource-policy: keep
 {{- end -}}
 {{- end -}}
 
-{{/* Egress rule to the Kubernetes API server (credentials hook, serving follower): networkPolicy.apiServerPorts, to networkPolicy.apiServerCIDRs when set. */}}
-{{- define "mlflow-stack.networkPolicy.apiServerRule" -}}
+{{/* Egress rule to TCP ports (dict "ports" LIST "cidrs" LIST), to those CIDRs when any (any address otherwise): the API server's, an external database's, the artifact store's. */}}
+{{- define "mlflow-stack.networkPolicy.tcpRule" -}}
 - ports:
-    {{- range .Values.networkPolicy.apiServerPorts }}
+    {{- range .ports }}
     - {port: {{ int . }}, protocol: TCP}
     {{- end }}
-  {{- with .Values.networkPolicy.apiServerCIDRs }}
+  {{- with .cidrs }}
   to:
     {{- range . }}
     - ipBlock: {cidr: {{ . | quote }}}
     {{- end }}
   {{- end }}
+{{- end -}}
+
+{{/* Egress rule to the Kubernetes API server (credentials hook, serving follower): networkPolicy.apiServerPorts, to networkPolicy.apiServerCIDRs when set. */}}
+{{- define "mlflow-stack.networkPolicy.apiServerRule" -}}
+{{- include "mlflow-stack.networkPolicy.tcpRule" (dict "ports" .Values.networkPolicy.apiServerPorts "cidrs" .Values.networkPolicy.apiServerCIDRs) -}}
+{{- end -}}
+
+{{/* podSelector of this release's pods of some components (dict "ctx" $ "components" LIST): the egress policies of one flow's clients. */}}
+{{- define "mlflow-stack.networkPolicy.componentSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ include "mlflow-stack.name" .ctx }}
+  app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+matchExpressions:
+  - {key: app.kubernetes.io/component, operator: In, values: [{{ join ", " .components }}]}
+{{- end -}}
+
+{{/* TCP port of an external PostgreSQL or MySQL server (its clients' egress rule): networkPolicy.databasePort, else the backend's port; empty for SQLite and the bundled PostgreSQL. */}}
+{{- define "mlflow-stack.externalDatabasePort" -}}
+{{- $b := .Values.backend -}}
+{{- if and (eq $b.type "postgresql") (not $b.postgresql.bundled) -}}
+{{- .Values.networkPolicy.databasePort | default $b.postgresql.port | int -}}
+{{- else if eq $b.type "mysql" -}}
+{{- .Values.networkPolicy.databasePort | default $b.mysql.port | int -}}
+{{- end -}}
 {{- end -}}
 
 {{/* "true" when a NetworkPolicyPeer list holds an ipBlock peer: the only peer that matches node and load balancer addresses (a NodePort or LoadBalancer Service's traffic). */}}
