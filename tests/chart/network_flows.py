@@ -70,8 +70,6 @@ class Flow:
     target: Endpoint
     port: int
     proto: str = "TCP"
-    # Refused only once issue 34 B9 lands: a strict xfail until then (XPASS, red, when it does: then drop the flag).
-    pending: bool = False
 
     @property
     def id(self) -> str:
@@ -124,9 +122,9 @@ class _Flows:
     flows: list[Flow] = field(default_factory=list)
 
     def add(self, src: str, sources: Iterable[Endpoint], dst: str, target: Endpoint, port: int, *, doc: str = "",
-            when: str = "", proto: str = "TCP", pending: bool = False) -> None:  # fmt: skip
+            when: str = "", proto: str = "TCP") -> None:  # fmt: skip
         if sources := tuple(sources):
-            self.flows.append(Flow(src, dst, doc or str(port), when, sources, target, port, proto, pending))
+            self.flows.append(Flow(src, dst, doc or str(port), when, sources, target, port, proto))
 
     def of(self, component: str) -> tuple[str, list[Pod]]:
         """A component's docs name and pods, the first two arguments of add()."""
@@ -255,15 +253,14 @@ def refused(cluster: Cluster, values: Mapping[str, Any]) -> list[Flow]:
         f.to_service("`networkPolicy.serverFrom` peers", peers, "server", "http")
         for component in ("artifacts", "credentials", "objectstore", "backend"):
             f.to_service(*f.of(component), "server", "http")
-    # Refused only once DNS egress names its destinations and the external database/storage rules their clients (B9).
+    # DNS egress names its destinations, the external database's and storage's rules their clients (issue 34 B9).
     everyone = _release_pods(cluster)
-    f.add("every pod of the release", everyone, f"a resolver at {PUBLIC_DNS}", PUBLIC_DNS, 53, proto="UDP",
-          pending=True)  # fmt: skip
+    f.add("every pod of the release", everyone, f"a resolver at {PUBLIC_DNS}", PUBLIC_DNS, 53, proto="UDP")
     if (db := external_database_port(values)) is not None:
-        f.add(*f.of("training"), "the external database's port", DATABASE, db, pending=True)
+        f.add(*f.of("training"), "the external database's port", DATABASE, db)
     if (storage := external_storage_port(values)) is not None:
         # the helm test pods, not training: the training's own egress (networkPolicy.trainingEgress) opens 443 anywhere
-        f.add(*f.of("test"), "any address on the storage port", ANYWHERE, storage, pending=True)
+        f.add(*f.of("test"), "any address on the storage port", ANYWHERE, storage)
     return f.flows
 
 

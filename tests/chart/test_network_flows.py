@@ -2,8 +2,7 @@
 enforcing CNI applies them (netpol.py), in the defaults' render and each `charts/mlflow-stack/ci/*-values.yaml`'s; and
 docs/chart.md's table of flows is the one these renders give (network_flows.py).
 
-The renders happen at collection (each once, in parallel): every flow is its own test, so a refused flow that only
-issue 34 B9 refuses can carry its strict xfail.
+The renders happen at collection (each once, in parallel): every flow is its own test, named by scenario and flow.
 """
 
 from __future__ import annotations
@@ -30,7 +29,6 @@ SCENARIOS = {"defaults": None,
              **{p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))}}
 DOCS = REPO / "docs" / "chart.md"
 TABLE_HEADING = "### The flows the NetworkPolicies admit"
-B9 = pytest.mark.xfail(strict=True, reason="issue 34 B9")
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,7 +61,7 @@ def renders() -> dict[str, Render]:
 
 
 def flow_params(kind: str) -> list:
-    return [pytest.param(name, flow, id=f"{name}: {flow.id}", marks=[B9] if flow.pending else [])
+    return [pytest.param(name, flow, id=f"{name}: {flow.id}")
             for name, r in renders().items() for flow in getattr(r, kind)]  # fmt: skip
 
 
