@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from harness import REPO
-from test_chart_metadata import CHART, CHART_YAML, TOOLS, images_in
+from test_chart_metadata import CHART, CHART_YAML, TOOLS, helm, images_in
 from test_docs import SHELL_LANGS, split_blocks
 
 NOTES = CHART / "templates" / "NOTES.txt"
@@ -214,3 +214,36 @@ def test_readme_serves_the_model_its_training_registers_and_promotes() -> None:
         assert all(p.get("promoteAlias") == alias for p in runs), f"{command}: serves @{alias}, promotes {runs}"
         named = re.findall(r"serving\.model[=:]\s*`?([\w.-]+)", readme.read_text())
         assert set(named) <= {model}, f"README.md names serving.model {named}, its serving command serves {model}"
+
+
+SECRET_READ = re.compile(r"kubectl -n (\S+) get secret ([\w.-]+) -o jsonpath='\{\.data\.([\w.-]+)\}'")
+PORT_FORWARD = re.compile(r"kubectl -n (\S+) port-forward svc/([\w.-]+) (\d+)(?::(\d+))?")
+
+
+def test_doc_secret_reads_and_port_forwards_name_what_the_chart_creates(tmp_path: Path) -> None:
+    """Every `kubectl get secret NAME -o jsonpath='{.data.KEY}'` and `kubectl port-forward svc/NAME PORT` of the docs
+    (the admin password and the UI without NOTES, issue 33) names a Secret key and a Service port of release `mlflow`
+    in namespace `mlflow` as the chart renders them; a generated Secret counts by the credentials hook's list of the
+    Secrets it creates (names and keys, never values)."""
+    docs = [d for d in yaml.safe_load_all(helm(tmp_path, "template", "mlflow", str(CHART), "-n", "mlflow",
+                                               "--set", "serving.enabled=true", "--set", "serving.model=m")) if d]
+    keys = {(d["metadata"]["name"], k) for d in docs if d["kind"] == "Secret"
+            for k in {**d.get("data", {}), **d.get("stringData", {})}}  # fmt: skip
+    for d in docs:
+        if d["kind"] == "Job" and d["metadata"]["name"] == "mlflow-mlflow-stack-credentials":
+            env = {e["name"]: e.get("value") for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+            keys |= {(s["name"], k) for s in yaml.safe_load(env["SECRETS"]) for k in s["keys"]}
+    ports = {(d["metadata"]["name"], str(p["port"])) for d in docs if d["kind"] == "Service" for p in d["spec"]["ports"]}
+    seen = []
+    for page in doc_pages():
+        for number, command in commands(shell_lines(page)):
+            where = f"{page.relative_to(REPO)}:{number}"
+            for ns, name, key in SECRET_READ.findall(command):
+                seen.append(where)
+                assert ns == "mlflow" and (name, key) in keys, f"{where}: no key {key} in a Secret {name}: {command}"
+            for ns, name, local, remote in PORT_FORWARD.findall(command):
+                if "<" in name:
+                    continue
+                seen.append(where)
+                assert ns == "mlflow" and (name, remote or local) in ports, f"{where}: no Service {name} port: {command}"
+    assert any(w.startswith("README.md") for w in seen), "README.md reads no Secret and forwards no port"
