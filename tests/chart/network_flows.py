@@ -22,7 +22,7 @@ COMPONENT = "app.kubernetes.io/component"
 NAMES = {
     "server": "server", "objectstore": "object store", "backend": "PostgreSQL", "training": "training",
     "artifacts": "bucket hook", "credentials": "credentials hook", "test": "`helm test` pods", "serving": "serving",
-    "serving-follower": "serving follower", "gc": "gc",
+    "serving-follower": "serving follower", "gc": "gc", "objectstore-check": "object store check",
 }  # fmt: skip
 
 # Stand-ins for what is not the release's: the addresses are arbitrary, only their kind (pod or address) matters.
@@ -186,7 +186,8 @@ def needed(cluster: Cluster, values: Mapping[str, Any], docs: list[dict]) -> lis
     for (target, name), proto in itertools.product(dns, ("UDP", "TCP")):
         f.add("every pod of the release", everyone, name, target, 53, doc="53 (UDP, TCP)", when="always", proto=proto)
     api = first_address(np["apiServerCIDRs"][0]) if np.get("apiServerCIDRs") else API_SERVER
-    api_clients = (("credentials", "the chart generates a credential"), ("serving-follower", "`serving.enabled`"))
+    api_clients = (("credentials", "the chart generates a credential"), ("serving-follower", "`serving.enabled`"),
+                   ("objectstore-check", "`objectStore.startupCheck.enabled`"))  # fmt: skip
     for component, when in api_clients:
         for port in np["apiServerPorts"]:
             f.add(*f.of(component), "API server", api, int(port), doc="`networkPolicy.apiServerPorts`", when=when)
@@ -251,7 +252,7 @@ def refused(cluster: Cluster, values: Mapping[str, Any]) -> list[Flow]:
         f.to_service(*stranger, "server", "http")
         peers = map(peer_stand_in, values["networkPolicy"]["serverFrom"] or [])
         f.to_service("`networkPolicy.serverFrom` peers", peers, "server", "http")
-        for component in ("artifacts", "credentials", "objectstore", "backend"):
+        for component in ("artifacts", "credentials", "objectstore", "backend", "objectstore-check"):
             f.to_service(*f.of(component), "server", "http")
     # DNS egress names its destinations, the external database's and storage's rules their clients (issue 34 B9).
     everyone = _release_pods(cluster)
