@@ -2,14 +2,17 @@
 
 `helm template` of the defaults (SQLite, basic auth, a registered model): the server Deployment's init containers run
 as rendered (db-upgrade, then auth-admin with the Secrets the credentials hook would create), then `mlflow server`
-with the rendered args and env. An experiment named like the training's exists before auth-admin runs, created by
-someone else (as an install whose clients logged in as the admin left it). Then, logged in as the training pod is
+with the rendered args and env. The admin then creates an experiment named like the training's (as an install whose
+clients logged in as the admin left it) and another one, and auth-admin runs again (as at the next server start). Then, logged in as the training pod is
 (MLFLOW_TRACKING_USERNAME from its ConfigMap, the password from its Secret), the client user:
 - is not the admin, and cannot create users (admin-only: 403);
 - creates an experiment and a run, logs a param and an artifact through the server's proxy and reads it back;
 - registers a model version and sets an alias (what the trainer's promotion does);
 - logs a run into the pre-existing training experiment (auth-admin's grant), but not into another user's experiment
   (defaultPermission READ: 403);
+- `mlflow gc` (its artifacts deleted through the proxy) removes a deleted run of its own, and stops with 403 at a
+  deleted run of another user's experiment (what docs/chart.md says it refuses);
+- cannot read /metrics (MLflow answers it to admins only: the ServiceMonitor keeps the admin login);
 and the rendered `helm test` script passes with its own (client) login.
 """
 
@@ -67,7 +70,8 @@ class Rendered:
 
     def __init__(self, tmp: Path) -> None:
         self.work = tmp
-        text = helm(tmp, "template", "t", str(CHART), "-n", "ml", "--set", f"training.params.registerModel={MODEL}")
+        text = helm(tmp, "template", "t", str(CHART), "-n", "ml", "--set", f"training.params.registerModel={MODEL}",
+                    "--set", "server.metrics.enabled=true")
         self.docs = [d for d in yaml.safe_load_all(text) if d]
         self.docs += generated_secrets(self.docs)
         self.data = tmp / "data"
@@ -111,6 +115,8 @@ class Rendered:
                 arg = "--host=127.0.0.1"
             elif arg.startswith("--workers="):  # one is enough here (2 busy cores)
                 arg = "--workers=1"
+            elif arg.startswith("--expose-prometheus="):
+                arg = f"--expose-prometheus={self.work / 'prometheus'}"
             args.append(self.rewrite(arg))
         log = (self.work / "server.log").open("w")
         argv = [str(BIN / "mlflow"), *self.main["command"][1:], *args]
@@ -150,14 +156,20 @@ class Rendered:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rendered]:
     r = Rendered(tmp_path_factory.mktemp("auth-client"))
     r.run_init("db-upgrade")
-    # the training's experiment and someone else's, created before this version's auth-admin ever ran
-    store = MlflowClient(tracking_uri=f"sqlite:///{r.data / 'mlflow.db'}")
-    store.create_experiment(r.training_experiment())
-    store.create_experiment("someone-elses")
     r.auth_log = r.run_init("auth-admin")
     r.start()
-    yield r
-    r.stop()
+    try:
+        # the training's experiment and someone else's, created by the admin (as an install whose clients logged in as
+        # the admin left them); then auth-admin runs again, as at the server's next start (it only writes the database)
+        admin = MlflowClient(r.url)
+        with pytest.MonkeyPatch.context() as mp:
+            as_user(mp, r.admin())
+            admin.create_experiment(r.training_experiment())
+            admin.create_experiment("someone-elses")
+        r.grant_log = r.run_init("auth-admin")
+        yield r
+    finally:
+        r.stop()
 
 
 def as_user(monkeypatch: pytest.MonkeyPatch, login: tuple[str, str]) -> None:
@@ -205,6 +217,7 @@ def test_the_client_user_writes_to_the_chart_experiment_but_not_to_others(
     as_user(monkeypatch, rendered.training_login())
     client = MlflowClient(rendered.url)
     training = client.get_experiment_by_name(rendered.training_experiment())
+    assert f"MANAGE on experiment {training.name!r}" in rendered.grant_log, rendered.grant_log
     run = client.create_run(training.experiment_id)  # auth-admin's grant: MANAGE on the chart's experiment
     client.set_terminated(run.info.run_id)
     other = client.get_experiment_by_name("someone-elses")  # defaultPermission READ: visible...
@@ -220,3 +233,38 @@ def test_helm_test_passes_with_its_client_login(rendered: Rendered) -> None:
     env["MLFLOW_TRACKING_URI"] = rendered.url
     out = subprocess.run([sys.executable, "-c", c["args"][0]], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def gc(rendered: Rendered, login: tuple[str, str], run_id: str) -> subprocess.CompletedProcess:
+    """`mlflow gc` of one run as the client user (the chart's CronJob needs PostgreSQL; gc itself works on SQLite)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env.update(BASE_ENV, MLFLOW_TRACKING_USERNAME=login[0], MLFLOW_TRACKING_PASSWORD=login[1],
+               MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")  # fmt: skip
+    return subprocess.run([str(BIN / "mlflow"), "gc", f"--backend-store-uri=sqlite:///{rendered.data / 'mlflow.db'}",
+                           f"--tracking-uri={rendered.url}", f"--run-ids={run_id}"],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_gc_as_the_client_user_removes_its_own_runs_only(rendered: Rendered, monkeypatch: pytest.MonkeyPatch) -> None:
+    login = rendered.training_login()
+    as_user(monkeypatch, login)
+    client = MlflowClient(rendered.url)
+    mine = client.create_run(client.create_experiment(f"gc-{int(time.time() * 1000)}")).info.run_id
+    client.log_text(mine, "weights", "weights/best.txt")
+    client.delete_run(mine)
+    out = gc(rendered, login, mine)
+    assert out.returncode == 0 and f"Run with ID {mine} has been permanently deleted" in out.stdout, out.stderr[-2000:]
+
+    as_user(monkeypatch, rendered.admin())
+    admin = MlflowClient(rendered.url)
+    theirs = admin.create_run(admin.get_experiment_by_name("someone-elses").experiment_id).info.run_id
+    admin.log_text(theirs, "weights", "weights/best.txt")
+    admin.delete_run(theirs)
+    out = gc(rendered, login, theirs)
+    assert out.returncode != 0 and "403" in out.stderr, out.stdout[-1000:] + out.stderr[-2000:]
+    assert admin.get_run(theirs).info.lifecycle_stage == "deleted"  # kept (restorable), artifacts too
+
+
+def test_metrics_answer_the_admin_only(rendered: Rendered) -> None:
+    assert call("GET", f"{rendered.url}/metrics", rendered.training_login()) == 403
+    assert call("GET", f"{rendered.url}/metrics", rendered.admin()) == 200
