@@ -3,8 +3,9 @@
 `helm template` of the defaults (SQLite, basic auth, a registered model): the server Deployment's init containers run
 as rendered (db-upgrade, then auth-admin with the Secrets the credentials hook would create), then `mlflow server`
 with the rendered args and env. The admin then creates an experiment named like the training's (as an install whose
-clients logged in as the admin left it) and another one, and auth-admin runs again (as at the next server start). Then, logged in as the training pod is
-(MLFLOW_TRACKING_USERNAME from its ConfigMap, the password from its Secret), the client user:
+clients logged in as the admin left it) and another one, and auth-admin runs again (as at the next server start).
+Then, logged in as the training pod is (MLFLOW_TRACKING_USERNAME from its ConfigMap, the password from its Secret), the
+client user:
 - is not the admin, and cannot create users (admin-only: 403);
 - creates an experiment and a run, logs a param and an artifact through the server's proxy and reads it back;
 - registers a model version and sets an alias (what the trainer's promotion does);
@@ -120,10 +121,13 @@ class Rendered:
             args.append(self.rewrite(arg))
         log = (self.work / "server.log").open("w")
         argv = [str(BIN / "mlflow"), *self.main["command"][1:], *args]
-        self.server = subprocess.Popen(argv, env=self.env(self.main), cwd=self.work, stdout=log, stderr=subprocess.STDOUT)
+        self.server = subprocess.Popen(argv, env=self.env(self.main), cwd=self.work, stdout=log,
+                                       stderr=subprocess.STDOUT)  # fmt: skip
+
         def up() -> bool:
             if self.server.poll() is not None:
-                raise SystemExit(f"mlflow server exited {self.server.returncode}: {(self.work / 'server.log').read_text()[-3000:]}")
+                tail = (self.work / "server.log").read_text()[-3000:]
+                raise SystemExit(f"mlflow server exited {self.server.returncode}: {tail}")
             return http_ok(f"{self.url}/health")
 
         wait_until(up, 600, "the rendered server")
@@ -186,7 +190,8 @@ def test_the_training_logs_in_as_a_non_admin_client_user(rendered: Rendered) -> 
     users = f"{rendered.url}/api/2.0/mlflow/users"
     assert call("GET", f"{users}/get?username={user}", (admin, admin_password)) == 200
     # admin-only: creating users, making itself admin
-    assert call("POST", f"{users}/create", (user, password), {"username": "intruder", "password": "intruder-password-1"}) == 403
+    intruder = {"username": "intruder", "password": "intruder-password-1"}
+    assert call("POST", f"{users}/create", (user, password), intruder) == 403
     assert call("PATCH", f"{users}/update-admin", (user, password), {"username": user, "is_admin": True}) == 403
     assert call("POST", f"{users}/create", (admin, admin_password),
                 {"username": "someone", "password": "someone-password-1"}) == 200  # the admin may: the check works

@@ -145,7 +145,8 @@ def test_explicit_credentials_appear_only_in_secret_data(tmp_path: Path, scenari
         for doc in [d for d in docs if d["kind"] == "Secret" and derived in (d.get("data") or {})]:
             key = base64.b64decode(doc["data"][derived]).decode()
             assert not any(key in yaml.safe_dump(d) for d in docs if d["kind"] != "Secret"), f"the {derived} leaked"
-    assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(("-postgresql", "-mysql", "-auth", "-auth-client"))], \
+    explicit = ("-postgresql", "-mysql", "-auth", "-auth-client")
+    assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(explicit)], \
         f"{scenario}: the hook generates a credential that is set explicitly"
 
 
@@ -243,14 +244,16 @@ def test_only_the_server_reads_the_admin_password(tmp_path: Path, scenario: str)
             refs = secret_refs(c)
             admin = [r for r in refs if r[0] == admin_secret and r[1] in (None, "admin-password")]
             if component(doc) not in ADMIN_READERS or doc["kind"] != "Deployment":
-                assert not admin, f"{scenario}: {doc['kind']}/{doc['metadata']['name']}/{c['name']} reads the admin password"
+                where = f"{scenario}: {doc['kind']}/{doc['metadata']['name']}/{c['name']}"
+                assert not admin, f"{where} reads the admin password"
             if component(doc) in CLIENTS and auth and talks_to_mlflow(docs, c):
                 user, password = login_of(docs, doc, c)
-                assert user == "mlflow-stack-client", f"{scenario}: {doc['metadata']['name']}/{c['name']} logs in as {user}"
+                assert user == "mlflow-stack-client", f"{scenario}: {c['name']} logs in as {user}"
                 assert password == (client_secret, "client-password"), f"{scenario}: {c['name']}'s password: {password}"
                 seen.add(component(doc))
     if auth:
-        expected = {component(d) for d in docs if component(d) in CLIENTS and any(talks_to_mlflow(docs, c) for c in containers(d))}
+        expected = {component(d) for d in docs
+                    if component(d) in CLIENTS and any(talks_to_mlflow(docs, c) for c in containers(d))}  # fmt: skip
         assert expected == seen, f"{scenario}: no client login checked in {expected - seen}"
 
 
@@ -262,8 +265,8 @@ def test_training_pods_get_no_storage_keys(tmp_path: Path, scenario: str) -> Non
     [server] = [d for d in docs if d["kind"] == "Deployment" and component(d) == "server"]
     [mlflow] = [c for c in containers(server) if c["name"] == "mlflow"]
     assert "--serve-artifacts" in mlflow["args"], f"{scenario}: the server does not proxy the artifacts"
-    store_secrets = {name for name, _ in secret_refs(mlflow)} - {value_at(scenario_values(SCENARIOS[scenario]),
-                                                                           "server.auth.existingSecret") or "t-mlflow-stack-auth"}
+    admin_secret = value_at(scenario_values(SCENARIOS[scenario]), "server.auth.existingSecret") or "t-mlflow-stack-auth"
+    store_secrets = {name for name, _ in secret_refs(mlflow)} - {admin_secret}
     training = [d for d in docs if component(d) == "training" and d["kind"] in ("Job", "CronJob")]
     assert training, f"{scenario}: no training Job"
     for doc in training:
