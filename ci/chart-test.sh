@@ -279,7 +279,8 @@ psql_pg "CREATE ROLE mlflow_app LOGIN PASSWORD '$PG_PASS'" && psql_pg "CREATE DA
 SMOKE_SET=()
 SMOKE_S3_ENDPOINT=https://s3.eu-central-1.amazonaws.com SMOKE_SECRETS="$(secret mlflow-db "password=$PG_PASS"
   echo ---; secret mlflow-minio-credentials AWS_ACCESS_KEY_ID=smoke-key AWS_SECRET_ACCESS_KEY=smoke-secret-key
-  echo ---; secret mlflow-auth admin-password=external-admin-0123 flask-secret-key=smoke-flask-key)" \
+  echo ---; secret mlflow-auth admin-password=external-admin-0123 flask-secret-key=smoke-flask-key
+  echo ---; secret mlflow-auth-client client-password=external-client-0123)" \
   bg smoke postgres-external "$CHART/ci/postgres-external-values.yaml" "postgres.databases.svc.cluster.local:5433=127.0.0.1:$PG_PORT"
 bg_wait
 done_section

@@ -33,6 +33,7 @@ SENTINELS = {
     "backend.postgresql.password": "sentinelPgPassword7301",
     "backend.mysql.password": "sentinelMysqlPassword1705",
     "server.auth.adminPassword": "sentinelAdminPassword8402",
+    "server.auth.clientPassword": "sentinelClientPassword2210",
     "artifacts.s3.accessKeyId": "sentinelAccessKeyId9503",
     "artifacts.s3.secretAccessKey": "sentinelSecretAccessKey0604",
     "server.oidc.clientSecret": "sentinelOidcClientSecret1907",
@@ -42,6 +43,7 @@ EXCLUSIVE = {
     "backend.postgresql.password": "backend.postgresql.existingSecret",
     "backend.mysql.password": "backend.mysql.existingSecret",
     "server.auth.adminPassword": "server.auth.existingSecret",
+    "server.auth.clientPassword": "server.auth.clientExistingSecret",
     "artifacts.s3.accessKeyId": "artifacts.s3.existingSecret",
     "artifacts.s3.secretAccessKey": "artifacts.s3.existingSecret",
     "server.oidc.clientSecret": "server.oidc.existingSecret",
@@ -143,7 +145,8 @@ def test_explicit_credentials_appear_only_in_secret_data(tmp_path: Path, scenari
         for doc in [d for d in docs if d["kind"] == "Secret" and derived in (d.get("data") or {})]:
             key = base64.b64decode(doc["data"][derived]).decode()
             assert not any(key in yaml.safe_dump(d) for d in docs if d["kind"] != "Secret"), f"the {derived} leaked"
-    assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(("-postgresql", "-mysql", "-auth"))], \
+    explicit = ("-postgresql", "-mysql", "-auth", "-auth-client")
+    assert not [s["name"] for s in hook_secrets(docs) if s["name"].endswith(explicit)], \
         f"{scenario}: the hook generates a credential that is set explicitly"
 
 
@@ -177,3 +180,100 @@ def test_every_secret_a_pod_reads_has_a_source(tmp_path: Path, scenario: str) ->
                       if "secretKeyRef" in e.get("valueFrom", {}) and not e["valueFrom"]["secretKeyRef"].get("optional")]
             missing = set(names) - rendered - generated - existing
             assert not missing, f"{scenario}: {doc['metadata']['name']}/{c['name']} reads Secrets nobody creates: {missing}"
+
+
+# the chart's own MLflow clients (mlflow-stack.trackingClientComponents) and the pods allowed the admin password
+CLIENTS = ("training", "serving", "serving-follower", "gc", "test")
+ADMIN_READERS = ("server",)  # the server Deployment: `mlflow server` and its auth-admin init container
+
+
+def component(doc: dict) -> str:
+    return ((doc.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component", "")
+
+
+def secret_refs(c: dict) -> list[tuple[str, str | None]]:
+    """(Secret, key) of every secretKeyRef of a container, (Secret, None) of every envFrom secretRef."""
+    refs = [(e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in c.get("env") or [] if "secretKeyRef" in e.get("valueFrom", {})]  # fmt: skip
+    return refs + [(s["secretRef"]["name"], None) for s in c.get("envFrom") or [] if "secretRef" in s]
+
+
+def login_of(docs: list[dict], doc: dict, c: dict) -> tuple[str | None, tuple[str, str] | None]:
+    """MLFLOW_TRACKING_USERNAME (env or a ConfigMap of envFrom) and the (Secret, key) of MLFLOW_TRACKING_PASSWORD."""
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    user = None
+    for src in c.get("envFrom") or []:
+        if "configMapRef" in src:
+            user = configmaps[src["configMapRef"]["name"]].get("MLFLOW_TRACKING_USERNAME", user)
+    password = None
+    for e in c.get("env") or []:
+        if e["name"] == "MLFLOW_TRACKING_USERNAME":
+            user = e.get("value")
+        if e["name"] == "MLFLOW_TRACKING_PASSWORD":
+            ref = e["valueFrom"]["secretKeyRef"]
+            password = (ref["name"], ref["key"])
+    return user, password
+
+
+def talks_to_mlflow(docs: list[dict], c: dict) -> bool:
+    """A container with a tracking URI (env, a ConfigMap of envFrom, or `mlflow gc`'s --tracking-uri); the serving
+    `helm test` pod and the training's make-dataset init container have none."""
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    env = {e["name"] for e in c.get("env") or []}
+    for src in c.get("envFrom") or []:
+        env |= set(configmaps.get(src.get("configMapRef", {}).get("name"), {}))
+    return "MLFLOW_TRACKING_URI" in env or any(str(a).startswith("--tracking-uri=") for a in c.get("args") or [])
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_only_the_server_reads_the_admin_password(tmp_path: Path, scenario: str) -> None:
+    """Issue 34 item 7: training, serving, its follower, gc and `helm test` log in as the chart's non-admin client
+    user; the admin password reaches the server pod only (and the hook creates it, never reads it)."""
+    args = with_auth(SCENARIOS[scenario]) + ["--set", "gc.enabled=true", "--set", "serving.enabled=true",
+                                              "--set", "serving.model=detector"]  # fmt: skip
+    values = scenario_values(SCENARIOS[scenario])
+    if backend_of(values) != "postgresql":  # gc needs PostgreSQL
+        args += ["--set", "gc.enabled=false"]
+    docs = docs_of(render(tmp_path, args))
+    auth = any(c["name"] == "auth-admin" for d in docs if component(d) == "server" for c in containers(d))
+    admin_secret = value_at(values, "server.auth.existingSecret") or "t-mlflow-stack-auth"
+    client_secret = value_at(values, "server.auth.clientExistingSecret") or "t-mlflow-stack-auth-client"
+    seen = set()
+    for doc in docs:
+        for c in containers(doc):
+            refs = secret_refs(c)
+            admin = [r for r in refs if r[0] == admin_secret and r[1] in (None, "admin-password")]
+            if component(doc) not in ADMIN_READERS or doc["kind"] != "Deployment":
+                where = f"{scenario}: {doc['kind']}/{doc['metadata']['name']}/{c['name']}"
+                assert not admin, f"{where} reads the admin password"
+            if component(doc) in CLIENTS and auth and talks_to_mlflow(docs, c):
+                user, password = login_of(docs, doc, c)
+                assert user == "mlflow-stack-client", f"{scenario}: {c['name']} logs in as {user}"
+                assert password == (client_secret, "client-password"), f"{scenario}: {c['name']}'s password: {password}"
+                seen.add(component(doc))
+    if auth:
+        expected = {component(d) for d in docs
+                    if component(d) in CLIENTS and any(talks_to_mlflow(docs, c) for c in containers(d))}  # fmt: skip
+        assert expected == seen, f"{scenario}: no client login checked in {expected - seen}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_training_pods_get_no_storage_keys(tmp_path: Path, scenario: str) -> None:
+    """The server proxies every artifact (`--serve-artifacts`, mlflow-artifacts:/ URIs): the training pods get none of
+    the artifact store's credentials, neither from its Secret nor in their ConfigMap."""
+    docs = docs_of(render(tmp_path, SCENARIOS[scenario]))
+    [server] = [d for d in docs if d["kind"] == "Deployment" and component(d) == "server"]
+    [mlflow] = [c for c in containers(server) if c["name"] == "mlflow"]
+    assert "--serve-artifacts" in mlflow["args"], f"{scenario}: the server does not proxy the artifacts"
+    admin_secret = value_at(scenario_values(SCENARIOS[scenario]), "server.auth.existingSecret") or "t-mlflow-stack-auth"
+    store_secrets = {name for name, _ in secret_refs(mlflow)} - {admin_secret}
+    training = [d for d in docs if component(d) == "training" and d["kind"] in ("Job", "CronJob")]
+    assert training, f"{scenario}: no training Job"
+    for doc in training:
+        for c in containers(doc):
+            refs = secret_refs(c)
+            assert not [r for r in refs if r[0] in store_secrets or r[1] is None], \
+                f"{scenario}: {doc['metadata']['name']}/{c['name']} gets storage credentials: {refs}"
+    for cm in [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-training")]:
+        storage = [k for k in cm.get("data") or {} if k.startswith(("AWS_", "MLFLOW_S3_", "GOOGLE_", "AZURE_"))]
+        assert not storage, f"{scenario}: the training ConfigMap sets storage settings {storage}"

@@ -61,12 +61,10 @@ CONNECTION: dict[str, tuple[dict, Callable[[Docs], bool]]] = {
                          lambda d: one(d, "ServiceAccount", "t-mlflow-stack").get("imagePullSecrets") == [{"name": "regcred"}]),
     "server.service.name": ({"server": {"service": {"name": "tracking"}}},
                             lambda d: connection(d)["MLFLOW_TRACKING_URI"].startswith("http://tracking.ml.")),
-    "server.auth.adminUsername": ({"server": {"auth": {"enabled": True, "adminUsername": "root"}}},
-                                  lambda d: connection(d).get("MLFLOW_TRACKING_USERNAME") == "root"),
+    "server.auth.clientUsername": ({"server": {"auth": {"enabled": True, "clientUsername": "robot"}}},
+                                   lambda d: connection(d).get("MLFLOW_TRACKING_USERNAME") == "robot"),
     "training.trackingUri": ({"training": {"trackingUri": "https://mlflow.example.com"}},
                              lambda d: connection(d)["MLFLOW_TRACKING_URI"] == "https://mlflow.example.com"),
-    "artifacts.s3.region": ({"artifacts": {"s3": {"region": "eu-central-1"}}},
-                            lambda d: connection(d).get("AWS_DEFAULT_REGION") == "eu-central-1"),
 }  # fmt: skip
 
 # training value -> values: each must start a new training

@@ -73,6 +73,7 @@ def test_hook_creates_missing_secrets_keeps_existing_ones_and_may_only_create(cl
     labels = json.loads(next(e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
                              if e["name"] == "LABELS"))  # fmt: skip
     assert [s["name"] for s in specs] == [f"{RELEASE}-mlflow-stack-postgresql", f"{RELEASE}-mlflow-stack-auth",
+                                          f"{RELEASE}-mlflow-stack-auth-client",
                                           f"{RELEASE}-mlflow-stack-objectstore-keys"]  # fmt: skip
     assert not [d for d in m.docs if d["kind"] == "Secret"], "a generated Secret is rendered"
     rbac = [d for d in m.docs if d["kind"] in ("ServiceAccount", "Role", "RoleBinding") and d["metadata"]["name"] == HOOK]

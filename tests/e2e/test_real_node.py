@@ -416,7 +416,7 @@ def test_gitops_render_twice_apply_keeps_every_credential(node, release, namespa
     mlflow = login(node, namespace)
     [run] = mlflow.runs()
     finished_run(mlflow, run["info"]["run_id"], 2)
-    generated = ("auth", "postgresql", "objectstore-keys")
+    generated = ("auth", "auth-client", "postgresql", "objectstore-keys")
     credentials = {name: node.secret(namespace, f"{RELEASE}-{name}") for name in generated}
 
     second = render()

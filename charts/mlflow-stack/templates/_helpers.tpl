@@ -163,6 +163,11 @@ helm.sh/resource-policy: keep
 {{- .Values.server.auth.existingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "auth")) -}}
 {{- end -}}
 
+{{/* Secret with the password of the chart's non-admin client user: server.auth.clientExistingSecret, else the generated (or, with clientPassword, rendered) <fullname>-auth-client. */}}
+{{- define "mlflow-stack.auth.clientSecretName" -}}
+{{- .Values.server.auth.clientExistingSecret | default (include "mlflow-stack.componentName" (dict "ctx" . "suffix" "auth-client")) -}}
+{{- end -}}
+
 {{/* TCP port of an http(s) URL (for egress rules): its explicit port, else 80 for http, else 443. */}}
 {{- define "mlflow-stack.urlPort" -}}
 {{- $url := urlParse . -}}
@@ -461,16 +466,16 @@ affinity:
 {{- end -}}
 {{- end -}}
 
-{{/* MLflow client login (basic auth on): the admin user and password, for the training Job and the helm test pod. */}}
+{{/* MLflow client login (basic auth on) of serving, its follower, gc and the helm test pod: the chart's non-admin client user (server.auth.clientUsername) and its password, never the admin's (the training Job's: training/_jobspec.tpl). */}}
 {{- define "mlflow-stack.trackingAuthEnv" -}}
 {{- if .Values.server.auth.enabled }}
 - name: MLFLOW_TRACKING_USERNAME
-  value: {{ .Values.server.auth.adminUsername | quote }}
+  value: {{ .Values.server.auth.clientUsername | quote }}
 - name: MLFLOW_TRACKING_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "mlflow-stack.auth.secretName" . }}
-      key: {{ .Values.server.auth.adminPasswordKey }}
+      name: {{ include "mlflow-stack.auth.clientSecretName" . }}
+      key: {{ .Values.server.auth.clientPasswordKey }}
 {{- end }}
 {{- end -}}
 

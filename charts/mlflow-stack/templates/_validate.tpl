@@ -62,6 +62,12 @@
 {{- if and $s.auth.adminPassword $s.auth.existingSecret -}}
   {{- $errors = append $errors "server.auth.adminPassword and server.auth.existingSecret are exclusive: the password comes from one place" -}}
 {{- end -}}
+{{- if and $s.auth.clientPassword $s.auth.clientExistingSecret -}}
+  {{- $errors = append $errors "server.auth.clientPassword and server.auth.clientExistingSecret are exclusive: the password comes from one place" -}}
+{{- end -}}
+{{- if and $s.auth.enabled (eq (toString $s.auth.clientUsername) (toString $s.auth.adminUsername)) -}}
+  {{- $errors = append $errors (printf "server.auth.clientUsername must differ from server.auth.adminUsername (%s): the chart's clients log in as a user without admin rights" $s.auth.adminUsername) -}}
+{{- end -}}
 {{- if and $s3.existingSecret (or $s3.accessKeyId $s3.secretAccessKey) -}}
   {{- $errors = append $errors "artifacts.s3.accessKeyId/secretAccessKey and artifacts.s3.existingSecret are exclusive: the keys come from one place" -}}
 {{- end -}}

@@ -13,6 +13,9 @@
 {{- if and $a.enabled (not $a.existingSecret) (not $a.adminPassword) -}}
 {{- $list = append $list (dict "name" (include "mlflow-stack.auth.secretName" .) "keys" (dict $a.adminPasswordKey 24 $a.flaskSecretKeyKey 48)) -}}
 {{- end -}}
+{{- if and $a.enabled (not $a.clientExistingSecret) (not $a.clientPassword) -}}
+{{- $list = append $list (dict "name" (include "mlflow-stack.auth.clientSecretName" .) "keys" (dict $a.clientPasswordKey 24)) -}}
+{{- end -}}
 {{- if include "mlflow-stack.s3.generated" . -}}
 {{- $list = append $list (dict "name" (include "mlflow-stack.objectStore.keysSecretName" .) "keys" (dict "AWS_ACCESS_KEY_ID" 20 "AWS_SECRET_ACCESS_KEY" 40)) -}}
 {{- end -}}

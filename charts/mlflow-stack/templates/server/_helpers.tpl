@@ -142,6 +142,21 @@
 {{- end }}
 {{- end -}}
 
+{{/* What the auth-admin init container grants the chart's client user, as JSON {"experiments": [NAME], "models": {NAME: PERMISSION}}: MANAGE on the chart's own experiments (training.experiment, helm test's `helm-test`) where they exist and on the registered models its training registers (training.params.registerModel, of every variant), READ on serving.model (unless it is one of those). */}}
+{{- define "mlflow-stack.auth.clientGrants" -}}
+{{- $t := .Values.training -}}
+{{- $models := dict -}}
+{{- $all := list $t.params -}}
+{{- range $_, $v := $t.variants | default dict }}{{ $all = append $all (($v | default dict).params | default dict) }}{{ end -}}
+{{- range $all -}}
+{{- with .registerModel }}{{ $_ := set $models (toString .) "MANAGE" }}{{ end -}}
+{{- end -}}
+{{- if and .Values.serving.enabled .Values.serving.model (not (hasKey $models (toString .Values.serving.model))) -}}
+{{- $_ := set $models (toString .Values.serving.model) "READ" -}}
+{{- end -}}
+{{- toJson (dict "experiments" (list (toString $t.experiment) "helm-test" | uniq) "models" $models) -}}
+{{- end -}}
+
 {{/* server.extraContainers/extraInitContainers (dict "list" L "ctx" $): rendered with tpl, each with containerSecurityContext under its own securityContext. */}}
 {{- define "mlflow-stack.extraContainers" -}}
 {{- $out := list -}}

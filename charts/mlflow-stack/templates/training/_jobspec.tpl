@@ -12,13 +12,13 @@
 {{- include "mlflow-stack.componentName" (dict "ctx" . "suffix" "training") -}}
 {{- end -}}
 
-{{/* The training's connection settings as a map of env var -> value: tracking URI, login user (basic auth on), S3 client settings. */}}
+{{/* The training's connection settings as a map of env var -> value: tracking URI, login user (basic auth on: the chart's non-admin client user), the server's CA (server.tls). No artifact store settings: the server proxies every artifact (--serve-artifacts). */}}
 {{- define "mlflow-stack.training.connectionEnv" -}}
 {{- $env := dict "MLFLOW_TRACKING_URI" (.Values.training.trackingUri | default (include "mlflow-stack.trackingUri" .)) -}}
 {{- if .Values.server.auth.enabled -}}
-{{- $_ := set $env "MLFLOW_TRACKING_USERNAME" (.Values.server.auth.adminUsername | toString) -}}
+{{- $_ := set $env "MLFLOW_TRACKING_USERNAME" (.Values.server.auth.clientUsername | toString) -}}
 {{- end -}}
-{{- range concat (include "mlflow-stack.s3.env" . | fromYamlArray) (include "mlflow-stack.tls.clientEnv" . | fromYamlArray) -}}
+{{- range include "mlflow-stack.tls.clientEnv" . | fromYamlArray -}}
 {{- $_ := set $env .name (.value | toString) -}}
 {{- end -}}
 {{- toYaml $env -}}
@@ -166,23 +166,20 @@ template:
           - name: YOLOv5_DATASETS_DIR
             value: {{ $t.dataset.mountPath | quote }}
           {{- end }}
-          # the basic-auth password (with MLFLOW_TRACKING_USERNAME from the ConfigMap); optional: without basic auth
-          # the Secret may not exist, and a password without a user name sends no login
+          # the basic-auth password of the chart's non-admin client user (its name, MLFLOW_TRACKING_USERNAME, comes
+          # from the ConfigMap); optional: without basic auth the Secret may not exist, and a password without a user
+          # name sends no login
           - name: MLFLOW_TRACKING_PASSWORD
             valueFrom:
               secretKeyRef:
-                name: {{ include "mlflow-stack.auth.secretName" . }}
-                key: {{ .Values.server.auth.adminPasswordKey }}
+                name: {{ include "mlflow-stack.auth.clientSecretName" . }}
+                key: {{ .Values.server.auth.clientPasswordKey }}
                 optional: true
           {{- with $t.extraEnv }}
           {{- toYaml . | nindent 10 }}
           {{- end }}
-        # S3 keys, then the connection settings (tracking URI, user, S3 endpoint: a later source wins, as plain env did)
+        # the connection settings (tracking URI, user); no storage keys: artifacts go through the server's proxy
         envFrom:
-          {{- if eq .Values.artifacts.type "s3" }}
-          - secretRef:
-              name: {{ include "mlflow-stack.s3.secretName" . }}
-          {{- end }}
           - configMapRef:
               name: {{ include "mlflow-stack.training.configName" . }}
         {{- if gt $nnodes 1 }}

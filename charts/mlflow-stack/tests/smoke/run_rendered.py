@@ -55,8 +55,8 @@ def find(docs, kind, component):
 
 def resolve_env(container, docs, rewrite):
     """The container's env as the kubelet builds it: envFrom Secrets and ConfigMaps in order (a later one wins), then
-    env (which wins); secretKeyRef values come from the Secrets in the same render (existing Secrets are appended to it
-    by ci/chart-test.sh), an `optional` one that is not there is left out."""
+    env (which wins); secretKeyRef and configMapKeyRef values come from the Secrets and ConfigMaps in the same render
+    (existing Secrets are appended to it by ci/chart-test.sh), an `optional` Secret key that is not there is left out."""
     secrets = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "Secret"}
     configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d.get("kind") == "ConfigMap"}
     env = {}
@@ -73,6 +73,9 @@ def resolve_env(container, docs, rewrite):
             if ref.get("optional") and ref["key"] not in secrets.get(ref["name"], {}):
                 continue
             env[item["name"]] = base64.b64decode(secrets[ref["name"]][ref["key"]]).decode()
+        elif "configMapKeyRef" in item.get("valueFrom", {}):
+            ref = item["valueFrom"]["configMapKeyRef"]
+            env[item["name"]] = rewrite(str(configmaps[ref["name"]][ref["key"]]))
     return env
 
 
