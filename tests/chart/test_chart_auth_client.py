@@ -20,7 +20,6 @@ and the rendered `helm test` script passes with its own (client) login.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import subprocess
@@ -35,7 +34,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from test_chart_metadata import CHART, helm
+from test_chart_metadata import CHART, helm, run_rendered
 
 from harness import BASE_ENV, BIN, free_port, http_ok, wait_until
 
@@ -45,14 +44,7 @@ from hook_secrets import generated_secrets  # noqa: E402 - the Secrets the crede
 MODEL = "detector"
 
 
-def _smoke_module():  # noqa: ANN202 - charts/mlflow-stack/tests/smoke/run_rendered.py: find, resolve_env
-    spec = importlib.util.spec_from_file_location("run_rendered", CHART / "tests" / "smoke" / "run_rendered.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RR = _smoke_module()
+RR = run_rendered()
 
 
 def call(method: str, url: str, auth: tuple[str, str], body: dict | None = None) -> int:
@@ -106,19 +98,7 @@ class Rendered:
         return out.stdout
 
     def start(self) -> None:
-        args = []
-        for arg in self.main["args"]:
-            if arg.startswith("--artifacts-destination="):
-                arg = f"--artifacts-destination={self.work / 'artifacts'}"
-            elif arg == "--port=5000":
-                arg = f"--port={self.port}"
-            elif arg == "--host=0.0.0.0":
-                arg = "--host=127.0.0.1"
-            elif arg.startswith("--workers="):  # one is enough here (2 busy cores)
-                arg = "--workers=1"
-            elif arg.startswith("--expose-prometheus="):
-                arg = f"--expose-prometheus={self.work / 'prometheus'}"
-            args.append(self.rewrite(arg))
+        args = RR.local_server_args(self.main["args"], self.port, self.work, self.rewrite)
         log = (self.work / "server.log").open("w")
         argv = [str(BIN / "mlflow"), *self.main["command"][1:], *args]
         self.server = subprocess.Popen(argv, env=self.env(self.main), cwd=self.work, stdout=log,

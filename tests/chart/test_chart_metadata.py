@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -27,6 +28,13 @@ TOOLS = REPO / ".tools" / "bin"
 CHART_YAML = yaml.safe_load((CHART / "Chart.yaml").read_text())
 ANNOTATIONS = CHART_YAML["annotations"]
 CHANGE_KINDS = {"added", "changed", "deprecated", "removed", "fixed", "security"}  # Artifact Hub's kinds
+
+
+def run_rendered():  # noqa: ANN201 - charts/mlflow-stack/tests/smoke/run_rendered.py as a module: find, resolve_env, ...
+    spec = importlib.util.spec_from_file_location("run_rendered", CHART / "tests" / "smoke" / "run_rendered.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def helm(tmp_path: Path, *args: str, binary: str = "helm") -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -24,18 +23,11 @@ from typing import Iterator
 import pytest
 import yaml
 from harness import REPO, Proc, free_port, wait_until
-from test_chart_metadata import CHART, helm
+from test_chart_metadata import CHART, helm, run_rendered
 
 SCENARIO = CHART / "ci" / "mysql-external-values.yaml"
 DB_HOST = "mariadb.databases.svc.cluster.local:3306"
 PASSWORD = "mysql-test-Pa55word"
-
-
-def _run_rendered():  # noqa: ANN202 - charts/mlflow-stack/tests/smoke/run_rendered.py: resolve_env, find
-    spec = importlib.util.spec_from_file_location("run_rendered", CHART / "tests" / "smoke" / "run_rendered.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager
@@ -79,7 +71,7 @@ def start_mariadb() -> Iterator[tuple[int, Path]]:
 
 
 def test_mysql_backend_as_rendered(tmp_path: Path) -> None:
-    rr = _run_rendered()
+    rr = run_rendered()
     docs = [d for d in yaml.safe_load_all(helm(tmp_path, "template", "mlflow", str(CHART), "-n", "ml", "-f", str(SCENARIO))) if d]
     docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlflow-mysql"},  # the user's existing Secret
                  "data": {"password": base64.b64encode(PASSWORD.encode()).decode()}})  # fmt: skip
@@ -126,8 +118,7 @@ def test_mysql_backend_as_rendered(tmp_path: Path) -> None:
 
         env = env_of(server_c)
         http_port = free_port()
-        args = [rewrite(a) for a in server_c["args"] if not a.startswith(("--artifacts-destination=", "--port=", "--host="))]
-        args += [f"--artifacts-destination={tmp_path / 'artifacts'}", f"--port={http_port}", "--host=127.0.0.1"]
+        args = rr.local_server_args(server_c["args"], http_port, tmp_path, rewrite)
         url = f"http://127.0.0.1:{http_port}"
 
         def start_server(n: int) -> Proc:

@@ -200,6 +200,25 @@ def scrape(docs, root: str) -> None:
           f"{' over HTTPS, certificate verified for ' + endpoint['tlsConfig']['serverName'] if get is not request else ''}")
 
 
+def local_server_args(args: list[str], port: int, work: Path, rewrite) -> list[str]:
+    """The server container's args for 127.0.0.1: a free port, artifacts and Prometheus files under WORKDIR (the pod's
+    /tmp: several smokes may run at once here), one worker (2 busy cores)."""
+    local = []
+    for arg in args:
+        if arg.startswith("--artifacts-destination="):
+            arg = f"--artifacts-destination={work / 'artifacts'}"
+        elif arg == "--port=5000":
+            arg = f"--port={port}"
+        elif arg == "--host=0.0.0.0":
+            arg = "--host=127.0.0.1"
+        elif arg.startswith("--workers="):
+            arg = "--workers=1"
+        elif arg.startswith("--expose-prometheus="):
+            arg = f"--expose-prometheus={work / 'prometheus'}"
+        local.append(rewrite(arg))
+    return local
+
+
 def main() -> int:
     rendered, work = Path(sys.argv[1]), Path(sys.argv[2])
     mappings = [m.split("=", 1) for m in sys.argv[3:]]
@@ -208,7 +227,7 @@ def main() -> int:
     deploy = find(docs, "Deployment", "server")
     pod = deploy["spec"]["template"]["spec"]
     main_c = pod["containers"][0]
-    data, artifacts = work / "data", work / "artifacts"
+    data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     port = free_port()
     mounts = [*secret_mounts(pod, docs, work)]
@@ -240,17 +259,7 @@ def main() -> int:
         subprocess.run([*init["command"], *map(rewrite, init["args"])], env=container_env(init), check=True, timeout=600)
         print(f"smoke: init container {init['name']} ran as rendered")
 
-    args = []
-    for arg in main_c["args"]:
-        if arg.startswith("--artifacts-destination="):
-            arg = f"--artifacts-destination={artifacts}"
-        elif arg == "--port=5000":
-            arg = f"--port={port}"
-        elif arg == "--host=0.0.0.0":
-            arg = "--host=127.0.0.1"
-        elif arg.startswith("--expose-prometheus="):  # the pod's /tmp; several smokes may run at once here
-            arg = f"--expose-prometheus={work / 'prometheus'}"
-        args.append(rewrite(arg))
+    args = local_server_args(main_c["args"], port, work, rewrite)
     env = container_env(main_c)
     expected_endpoint = os.environ.get("SMOKE_S3_ENDPOINT")
     if expected_endpoint is not None:  # what boto3 in the server would talk to (env and envFrom resolved)
