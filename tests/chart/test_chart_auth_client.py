@@ -38,8 +38,6 @@ from test_chart_metadata import CHART, helm, run_rendered
 
 from harness import BASE_ENV, BIN, free_port, http_ok, wait_until
 
-sys.path.insert(0, str(CHART.parents[1] / "ci" / "lib"))
-from hook_secrets import generated_secrets  # noqa: E402 - the Secrets the credentials hook would create
 
 MODEL = "detector"
 
@@ -66,7 +64,7 @@ class Rendered:
         text = helm(tmp, "template", "t", str(CHART), "-n", "ml", "--set", f"training.params.registerModel={MODEL}",
                     "--set", "server.metrics.enabled=true")
         self.docs = [d for d in yaml.safe_load_all(text) if d]
-        self.docs += generated_secrets(self.docs)
+        self.docs += RR.generated_secrets(self.docs)  # the Secrets the credentials hook would create
         self.data = tmp / "data"
         self.data.mkdir()
         self.port = free_port()

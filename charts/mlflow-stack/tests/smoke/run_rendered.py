@@ -27,6 +27,7 @@ the S3 artifact destination -> a local directory (no S3 here).
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import socket
@@ -40,9 +41,20 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "ci" / "lib"))
-from hook_secrets import generated_secrets  # noqa: E402 - ci/lib/hook_secrets.py: what the credentials hook creates
-from ports import free_port  # noqa: E402 - ci/lib/ports.py: a port no outgoing connection takes before the server binds
+
+
+def _ci_lib(name: str):  # noqa: ANN202 - a module
+    """ci/lib/<name>.py, loaded by path: on sys.path, ci/lib's cluster.py would shadow the tests' `cluster` package
+    in the pytest runs that load this file as a module."""
+    spec = importlib.util.spec_from_file_location(f"mlflow_stack_{name}",
+                                                  Path(__file__).resolve().parents[4] / "ci" / "lib" / f"{name}.py")  # fmt: skip
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+generated_secrets = _ci_lib("hook_secrets").generated_secrets  # what the credentials hook creates
+free_port = _ci_lib("ports").free_port  # a port no outgoing connection takes before the server binds
 
 
 def find(docs, kind, component):
