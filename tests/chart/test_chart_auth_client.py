@@ -194,6 +194,24 @@ def test_the_client_user_tracks_logs_artifacts_registers_and_promotes(
     assert client.get_model_version_by_alias(MODEL, "champion").run_id == run_id
 
 
+def test_the_follower_as_the_client_user_waits_for_a_model_that_does_not_exist_yet(
+    rendered: Rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's auth answers a non-admin's alias lookup on a missing model with 403, not 404: the follower (serving
+    installed before the first training) must still say it waits; so it does for a model an admin created."""
+    from trainer.serving.follow_alias import resolve
+
+    as_user(monkeypatch, rendered.training_login())
+    client = MlflowClient(rendered.url)
+    assert resolve(client, "not-trained-yet", "champion") == (
+        "", "no version of registered model 'not-trained-yet' has the alias 'champion' yet")
+    as_user(monkeypatch, rendered.admin())
+    theirs = f"admins-{int(time.time() * 1000)}"
+    MlflowClient(rendered.url).create_registered_model(theirs)
+    as_user(monkeypatch, rendered.training_login())
+    assert resolve(client, theirs, "champion")[0] == ""  # READ by default: no version yet, no error
+
+
 def test_the_client_user_writes_to_the_chart_experiment_but_not_to_others(
     rendered: Rendered, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,9 +89,24 @@ def resolve(client: MlflowClient, model: str, alias: str) -> tuple[str, str]:
     try:
         return str(client.get_model_version_by_alias(model, alias).version), ""
     except MlflowException as exc:
-        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+        missing = exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
+        if exc.error_code == "PERMISSION_DENIED":  # MLflow's auth says 403, not 404, to a non-admin when the model
+            missing = not model_exists(client, model)  # does not exist yet; READ on the model itself tells them apart
+        if not missing:
             raise
         return "", f"no version of registered model '{model}' has the alias '{alias}' yet"
+
+
+def model_exists(client: MlflowClient, model: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(model)
+        return True
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return False
 
 
 def step(api: KubeApi, client: MlflowClient, args: argparse.Namespace) -> None:
