@@ -247,6 +247,7 @@ def refused(cluster: Cluster, values: Mapping[str, Any]) -> list[Flow]:
         if component != "serving":  # serving.from's default admits the release's namespace
             f.to_service(*stranger, component, port_name)
     f.to_service(*f.of("training"), "backend", "postgresql")
+    f.to_service(*f.of("training"), "objectstore", "s3")  # item 7: artifacts go through the server's proxy
     if values["server"]["oidc"]["enabled"]:
         # MLflow's own port has no login then: only the chart's tracking clients, not serverFrom, not its other pods
         f.to_service(*stranger, "server", "http")
