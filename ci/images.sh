@@ -140,8 +140,10 @@ build_one() {
   [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
   [ -f /etc/ssl/certs/ca-certificates.crt ] && mounts+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
   # the host's uv cache (make setup filled it with the same pinned wheels): read, not downloaded again; never in a layer
-  if [[ $name = server || $name = trainer ]] && [ -d "$(uv_cache)" ]; then
-    mounts+=(-v "$(uv_cache):/uv-cache")
+  local cache
+  cache=$(uv_cache)
+  if [[ $name = server || $name = trainer ]] && [ -n "$cache" ] && [ -d "$cache" ]; then
+    mounts+=(-v "$cache:/uv-cache")
     args+=(--build-arg UV_CACHE=/uv-cache)
   fi
   buildah bud --quiet --isolation oci --network host --layers --force-rm "${mounts[@]}" "${args[@]}" --label "$LABEL=$key" \
